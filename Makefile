@@ -1,0 +1,42 @@
+# eemu: the two commands a newcomer needs are `make demo` and `make test`.
+# Both install what is missing (.venv with torch==2.11.0) and build first.
+SHELL := /bin/bash
+ENV := source scripts/env.sh &&
+DEMO_DIR ?= demo-data
+DEMO_STORE ?= $(DEMO_DIR)/store
+EEMU := target/release/eemu
+
+.PHONY: setup build demo test bench-ingest fmt lint clean-demo
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	$(ENV) cargo build --release --locked --workspace
+
+## demo: generate the demo dataset, ingest it into a store and show the store's status.
+demo: build
+	$(EEMU) synth --out $(DEMO_DIR)/synth --seed 7
+	$(EEMU) ingest --config configs/demo.toml --format csv \
+		--input $(DEMO_DIR)/synth/interactions.csv \
+		--users $(DEMO_DIR)/synth/users.csv --items $(DEMO_DIR)/synth/items.csv \
+		--store $(DEMO_STORE)
+	$(EEMU) status --store $(DEMO_STORE)
+
+## test: the whole test suite (what CI runs). Release profile: shares the build with `make demo`.
+test: setup
+	$(ENV) cargo test --release --locked --workspace
+	$(ENV) cargo bench --locked --no-run
+
+## bench-ingest: ingest throughput and peak memory on ../shared/data/ml-1m-partial.
+bench-ingest: build
+	$(ENV) cargo bench --locked --bench ingest
+
+fmt:
+	cargo fmt --all
+
+lint: setup
+	$(ENV) cargo clippy --locked --workspace --all-targets -- -D warnings
+
+clean-demo:
+	rm -rf $(DEMO_DIR)

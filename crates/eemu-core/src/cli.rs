@@ -1,0 +1,217 @@
+//! Command line: what was typed (clap structs) and how it resolves into validated settings.
+//! Nothing below this module reads flags or the environment.
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::data::synth::{self, SynthFormat, SynthParams};
+use crate::ingest::{self, IngestRequest, InputFormat};
+use crate::status;
+use crate::store::Store;
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 success, 1 failure, 2 invalid command line or config, 3 invalid input data.
+Logs go to stderr (EEMU_LOG=debug for more); results go to stdout.";
+
+/// eemu: batch inference for exactly unlearnable recommendation models (EEMU).
+///
+/// Interactions are split into shards by a keyed hash of each row, so deleting rows retrains only
+/// the shards that held them. Typical flow: `eemu ingest` a dataset into a store, then inspect it
+/// with `eemu status`. `eemu synth` generates demo data.
+#[derive(Debug, Parser)]
+#[command(name = "eemu", disable_version_flag = true, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Print eemu's version, the libtorch version and whether CUDA is available.
+    #[arg(short = 'V', long)]
+    pub version: bool,
+    /// TOML config file (default: built-in defaults, the values configs/default.toml documents).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// More log output (repeat for trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only warnings and errors in the log.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a synthetic dataset (taste groups, power-law popularity, user and item features).
+    Synth(SynthArgs),
+    /// Read a dataset into a store: split, shard, compute lineage hashes; atomic.
+    Ingest(IngestArgs),
+    /// Show a store: dataset, features, shards with lineage hashes and training state, coverage.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Output folder (created); files: interactions, users, items.
+    #[arg(long, default_value = "demo-data/synth")]
+    pub out: PathBuf,
+    /// Seed: the same seed and sizes give byte-identical files.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Number of users.
+    #[arg(long, default_value_t = 1000)]
+    pub users: usize,
+    /// Number of items.
+    #[arg(long, default_value_t = 800)]
+    pub items: usize,
+    /// Interactions per user, as MIN..MAX (inclusive), drawn uniformly per user.
+    #[arg(long, default_value = "20..60", value_parser = parse_range)]
+    pub interactions_per_user: (usize, usize),
+    /// Number of planted taste groups.
+    #[arg(long, default_value_t = 8)]
+    pub groups: usize,
+    /// File format.
+    #[arg(long, value_enum, default_value_t = SynthFileFormat::Csv)]
+    pub format: SynthFileFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SynthFileFormat {
+    Csv,
+    Parquet,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Input: a MovieLens folder, or the interactions file (CSV/TSV or Parquet).
+    #[arg(long, value_name = "PATH")]
+    pub input: PathBuf,
+    /// Input format.
+    #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
+    pub format: InputFormat,
+    /// User feature table (generic formats), columns declared in [ingest] user_features.
+    #[arg(long, value_name = "FILE")]
+    pub users: Option<PathBuf>,
+    /// Item feature table (generic formats), columns declared in [ingest] item_features.
+    #[arg(long, value_name = "FILE")]
+    pub items: Option<PathBuf>,
+    /// Store folder (created if missing; its current dataset is replaced).
+    #[arg(long, default_value = "eemu-store")]
+    pub store: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Store folder.
+    #[arg(long, default_value = "eemu-store")]
+    pub store: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_range(s: &str) -> Result<(usize, usize), String> {
+    let (a, b) = s.split_once("..").ok_or_else(|| format!("expected MIN..MAX, got {s:?}"))?;
+    let a = a.trim().parse().map_err(|_| format!("expected MIN..MAX with integers, got {s:?}"))?;
+    let b = b.trim().parse().map_err(|_| format!("expected MIN..MAX with integers, got {s:?}"))?;
+    Ok((a, b))
+}
+
+/// Loads the config named on the command line, or the built-in defaults.
+pub fn resolve_config(path: &Option<PathBuf>) -> Result<Config> {
+    match path {
+        Some(path) => Ok(Config::load(path)?),
+        None => Ok(Config::default()),
+    }
+}
+
+/// What the front binary does with a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Finished; the text goes to stdout.
+    Done(String),
+    /// The command needs libtorch: hand it to `eemu-engine`.
+    NeedsEngine,
+}
+
+/// The `eemu-engine` binary: `EEMU_ENGINE`, or the file next to the running executable.
+pub fn engine_path() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("EEMU_ENGINE") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    Ok(exe.with_file_name("eemu-engine"))
+}
+
+/// Runs a command that needs no libtorch, or says it needs the engine.
+pub fn execute(cli: &Cli) -> Result<Outcome> {
+    if cli.version {
+        return Ok(Outcome::NeedsEngine);
+    }
+    let Some(command) = &cli.command else {
+        bail!("no command given; see `eemu --help`");
+    };
+    execute_data(&cli.config, command).map(Outcome::Done)
+}
+
+/// The data commands: synth, ingest, status.
+fn execute_data(config_path: &Option<PathBuf>, command: &Command) -> Result<String> {
+    match command {
+        Command::Synth(a) => {
+            let params = SynthParams {
+                users: a.users,
+                items: a.items,
+                min_interactions: a.interactions_per_user.0,
+                max_interactions: a.interactions_per_user.1,
+                groups: a.groups,
+                seed: a.seed,
+                ..SynthParams::default()
+            };
+            let format = match a.format {
+                SynthFileFormat::Csv => SynthFormat::Csv,
+                SynthFileFormat::Parquet => SynthFormat::Parquet,
+            };
+            let data = synth::generate(&params)?;
+            let paths = synth::write(&data, &a.out, format)?;
+            let mut out = format!(
+                "wrote {} users, {} items, {} interactions (seed {}):\n",
+                data.user_ids.len(),
+                data.item_ids.len(),
+                data.interactions.len(),
+                a.seed
+            );
+            for p in paths {
+                out.push_str(&format!("  {}\n", p.display()));
+            }
+            Ok(out)
+        }
+        Command::Ingest(a) => {
+            let config = resolve_config(config_path)?;
+            let request = IngestRequest {
+                format: a.format,
+                input: a.input.clone(),
+                users: a.users.clone(),
+                items: a.items.clone(),
+            };
+            let store = Store::new(&a.store);
+            let manifest = ingest::ingest(&request, &config, &store)?;
+            Ok(format!(
+                "ingested {} interactions ({} users, {} items) into {} as dataset {}, {} shards\n",
+                manifest.dataset.interactions,
+                manifest.dataset.users,
+                manifest.dataset.items,
+                a.store.display(),
+                manifest.dataset.id,
+                manifest.shards.len()
+            ))
+        }
+        Command::Status(a) => {
+            let store = Store::new(&a.store);
+            let manifest = store.manifest()?;
+            if a.json {
+                Ok(serde_json::to_string_pretty(&status::json(&store, &manifest))? + "\n")
+            } else {
+                Ok(status::text(&store, &manifest))
+            }
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! Typed, validated settings. A TOML file in `configs/` is read once, every missing key takes its
+//! documented default (the same values `configs/default.toml` spells out), unknown keys are
+//! rejected, and `Config::validate` checks every value before any data is read, naming the field.
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::EemuError;
+
+/// All settings of one eemu run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Global seed: shard salts (when not set), training seeds and sampling derive from it.
+    pub seed: u64,
+    pub ingest: IngestConfig,
+    pub split: SplitConfig,
+    pub shards: ShardConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            ingest: IngestConfig::default(),
+            split: SplitConfig::default(),
+            shards: ShardConfig::default(),
+            model: ModelConfig::default(),
+            train: TrainConfig::default(),
+        }
+    }
+}
+
+/// How generic CSV / Parquet inputs are read (MovieLens formats ignore this section).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    pub user_column: String,
+    pub item_column: String,
+    /// Empty: the input has no timestamp (input order stands in for time).
+    pub timestamp_column: String,
+    /// Empty: every interaction has weight 1.
+    pub weight_column: String,
+    /// `auto`, `int` or `string`.
+    pub id_type: IdType,
+    /// CSV field separator, one character (`"\t"` for TSV).
+    pub delimiter: String,
+    /// Separator between the values of a multi-hot feature inside one CSV field.
+    pub list_separator: String,
+    /// Separator between the numbers of a dense feature inside one CSV field.
+    pub dense_separator: String,
+    /// Id column of the user feature table.
+    pub user_id_column: String,
+    /// Id column of the item feature table.
+    pub item_id_column: String,
+    pub user_features: Vec<FeatureDecl>,
+    pub item_features: Vec<FeatureDecl>,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            user_column: "user_id".into(),
+            item_column: "item_id".into(),
+            timestamp_column: "timestamp".into(),
+            weight_column: String::new(),
+            id_type: IdType::Auto,
+            delimiter: ",".into(),
+            list_separator: "|".into(),
+            dense_separator: ";".into(),
+            user_id_column: "user_id".into(),
+            item_id_column: "item_id".into(),
+            user_features: Vec::new(),
+            item_features: Vec::new(),
+        }
+    }
+}
+
+/// Type of original user and item ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdType {
+    /// Integers when every id of the column parses as one, strings otherwise.
+    Auto,
+    Int,
+    String,
+}
+
+/// One declared feature column of a user or item table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureDecl {
+    /// Feature name in the store (and the column name unless `column` is set).
+    pub name: String,
+    #[serde(default)]
+    pub column: Option<String>,
+    pub kind: FeatureKindDecl,
+    /// Vector length, for `dense` features only.
+    #[serde(default)]
+    pub dim: Option<usize>,
+}
+
+impl FeatureDecl {
+    /// The input column this feature is read from.
+    pub fn column(&self) -> &str {
+        self.column.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// Declared feature kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FeatureKindDecl {
+    Categorical,
+    MultiHot,
+    Dense,
+}
+
+/// Evaluation split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SplitConfig {
+    pub mode: SplitMode,
+    /// In leave-one-out mode, users with fewer interactions keep them all for training.
+    pub min_interactions: usize,
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        Self { mode: SplitMode::LeaveOneOut, min_interactions: 3 }
+    }
+}
+
+/// `leave-one-out`: per user, last = test, second-last = validation; `production`: all training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SplitMode {
+    LeaveOneOut,
+    Production,
+}
+
+/// Sharding of the training interactions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShardConfig {
+    pub count: usize,
+    pub assignment: ShardAssignment,
+    /// Key of the shard hash; empty derives it from `seed`.
+    pub salt: String,
+    /// Query rows per (user, shard) slice; the rest is the support set.
+    pub query_size: usize,
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        Self { count: 8, assignment: ShardAssignment::Hash, salt: String::new(), query_size: 1 }
+    }
+}
+
+/// How an interaction's shard is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ShardAssignment {
+    /// Keyed hash of the interaction alone: deleting rows never moves another row.
+    Hash,
+    /// Round-robin over each user's rows in keyed-hash order: even per-user spread, but deleting
+    /// one of a user's rows can move that user's other rows (weaker for exact unlearning).
+    Balanced,
+}
+
+/// Two-tower model shape (reference: alshabae/EEMU).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    pub feature_dim: usize,
+    pub user_tower: Vec<usize>,
+    pub item_tower: Vec<usize>,
+    pub embedding_dim: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            feature_dim: 96,
+            user_tower: vec![512, 256, 128, 64],
+            item_tower: vec![256, 128, 64],
+            embedding_dim: 128,
+        }
+    }
+}
+
+/// Per-shard training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub algorithm: Algorithm,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub margin: f64,
+    pub inner_steps: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: Algorithm::Fomaml,
+            epochs: 100,
+            batch_size: 32,
+            learning_rate: 2e-4,
+            margin: 1.0,
+            inner_steps: 1,
+        }
+    }
+}
+
+/// Training algorithm of each shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Algorithm {
+    Fomaml,
+    Maml,
+    Reptile,
+    Standard,
+}
+
+impl Config {
+    /// Reads and validates a TOML config file.
+    pub fn load(path: &Path) -> Result<Config, EemuError> {
+        let text = std::fs::read_to_string(path).map_err(|e| EemuError::Config {
+            file: path.display().to_string(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, EemuError> {
+        let config: Config = toml::from_str(text).map_err(|e| EemuError::Config {
+            file: origin.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        config.validate().map_err(|message| EemuError::Config { file: origin.to_string(), message })?;
+        Ok(config)
+    }
+
+    /// Checks every value; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let i = &self.ingest;
+        for (field, value) in [
+            ("ingest.user_column", &i.user_column),
+            ("ingest.item_column", &i.item_column),
+            ("ingest.user_id_column", &i.user_id_column),
+            ("ingest.item_id_column", &i.item_id_column),
+        ] {
+            if value.is_empty() {
+                return Err(format!("{field} must not be empty"));
+            }
+        }
+        if i.delimiter.chars().count() != 1 || !i.delimiter.is_ascii() {
+            return Err(format!("ingest.delimiter must be one ASCII character, got {:?}", i.delimiter));
+        }
+        for (field, value) in
+            [("ingest.list_separator", &i.list_separator), ("ingest.dense_separator", &i.dense_separator)]
+        {
+            if value.is_empty() {
+                return Err(format!("{field} must not be empty"));
+            }
+            if *value == i.delimiter {
+                return Err(format!("{field} must differ from ingest.delimiter ({:?})", i.delimiter));
+            }
+        }
+        for (side, decls) in [("user_features", &i.user_features), ("item_features", &i.item_features)] {
+            let mut names = std::collections::BTreeSet::new();
+            for (n, decl) in decls.iter().enumerate() {
+                let field = format!("ingest.{side}[{n}]");
+                if decl.name.is_empty() {
+                    return Err(format!("{field}.name must not be empty"));
+                }
+                if !names.insert(decl.name.as_str()) {
+                    return Err(format!("{field}.name: feature {:?} is declared twice", decl.name));
+                }
+                match (decl.kind, decl.dim) {
+                    (FeatureKindDecl::Dense, None) => {
+                        return Err(format!("{field}.dim is required for a dense feature"))
+                    }
+                    (FeatureKindDecl::Dense, Some(0)) => return Err(format!("{field}.dim must be at least 1")),
+                    (FeatureKindDecl::Dense, Some(_)) => {}
+                    (_, Some(_)) => return Err(format!("{field}.dim is only allowed for dense features")),
+                    (_, None) => {}
+                }
+            }
+        }
+        if self.split.min_interactions < 3 {
+            return Err("split.min_interactions must be at least 3 (test + validation + one training row)".into());
+        }
+        let s = &self.shards;
+        if s.count == 0 || s.count > 1024 {
+            return Err(format!("shards.count must be between 1 and 1024, got {}", s.count));
+        }
+        if s.query_size == 0 {
+            return Err("shards.query_size must be at least 1".into());
+        }
+        let m = &self.model;
+        for (field, value) in [("model.feature_dim", m.feature_dim), ("model.embedding_dim", m.embedding_dim)] {
+            if value == 0 {
+                return Err(format!("{field} must be at least 1"));
+            }
+        }
+        for (field, dims) in [("model.user_tower", &m.user_tower), ("model.item_tower", &m.item_tower)] {
+            if let Some(n) = dims.iter().position(|&d| d == 0) {
+                return Err(format!("{field}[{n}] must be at least 1"));
+            }
+        }
+        let t = &self.train;
+        if t.epochs == 0 {
+            return Err("train.epochs must be at least 1".into());
+        }
+        if t.batch_size == 0 {
+            return Err("train.batch_size must be at least 1".into());
+        }
+        if !(t.learning_rate.is_finite() && t.learning_rate > 0.0) {
+            return Err(format!("train.learning_rate must be a positive number, got {}", t.learning_rate));
+        }
+        if !(t.margin.is_finite() && t.margin >= 0.0) {
+            return Err(format!("train.margin must be a non-negative number, got {}", t.margin));
+        }
+        if t.inner_steps == 0 {
+            return Err("train.inner_steps must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The settings a shard's training depends on, as canonical JSON: part of its lineage hash.
+    pub fn training_identity(&self) -> String {
+        let identity = serde_json::json!({
+            "seed": self.seed,
+            "shards": self.shards,
+            "model": self.model,
+            "train": self.train,
+        });
+        identity.to_string()
+    }
+
+    /// The shard-hash key: `shards.salt`, or one derived from `seed` when empty.
+    pub fn shard_salt(&self) -> Vec<u8> {
+        if self.shards.salt.is_empty() {
+            let mut h = Sha256::new();
+            h.update(b"eemu-shard-salt-v1");
+            h.update(self.seed.to_le_bytes());
+            h.finalize().to_vec()
+        } else {
+            self.shards.salt.as_bytes().to_vec()
+        }
+    }
+
+    /// SHA-256 of the whole resolved config (hex), recorded in manifests.
+    pub fn hash(&self) -> String {
+        let text = serde_json::to_string(self).expect("config serializes");
+        hex(&Sha256::digest(text.as_bytes()))
+    }
+}
+
+/// Lower-case hex of a byte string.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

@@ -1,0 +1,156 @@
+//! Generic inputs: an interactions table (CSV or Parquet) with configurable column names, plus
+//! optional user and item feature tables whose columns are declared in the config. Ids are
+//! integers or strings; a feature table, when given, is the catalog: every id in the
+//! interactions must appear in it.
+use std::path::Path;
+
+use anyhow::{bail, Result};
+
+use super::table::{is_parquet, RawIds, Table};
+use super::{Dataset, Entities, Feature, FeatureValues, Ids, Interactions};
+use crate::config::{FeatureDecl, FeatureKindDecl, IdType, IngestConfig};
+
+/// Paths of a generic input.
+pub struct GenericInputs<'a> {
+    pub interactions: &'a Path,
+    pub users: Option<&'a Path>,
+    pub items: Option<&'a Path>,
+}
+
+/// Reads a generic dataset.
+pub fn read(inputs: &GenericInputs, config: &IngestConfig) -> Result<Dataset> {
+    let delimiter = config.delimiter.as_bytes()[0];
+    let mut columns = vec![config.user_column.as_str(), config.item_column.as_str()];
+    if !config.timestamp_column.is_empty() {
+        columns.push(&config.timestamp_column);
+    }
+    if !config.weight_column.is_empty() {
+        columns.push(&config.weight_column);
+    }
+    let table = Table::read(inputs.interactions, &columns, delimiter)?;
+    let raw_users = table.ids(&config.user_column, config.id_type)?;
+    let raw_items = table.ids(&config.item_column, config.id_type)?;
+    let users =
+        entities(inputs.users, &config.user_id_column, &config.user_features, &raw_users, config, "users", "--users")?;
+    let items =
+        entities(inputs.items, &config.item_id_column, &config.item_features, &raw_items, config, "items", "--items")?;
+    let interactions = Interactions {
+        user: internal(&table, &config.user_column, &raw_users, &users.ids)?,
+        item: internal(&table, &config.item_column, &raw_items, &items.ids)?,
+        timestamp: match config.timestamp_column.as_str() {
+            "" => None,
+            c => Some(table.i64s(c)?),
+        },
+        weight: match config.weight_column.as_str() {
+            "" => None,
+            c => Some(table.f32s(c)?),
+        },
+    };
+    let format = if is_parquet(inputs.interactions) { "parquet" } else { "csv" };
+    Ok(Dataset { format: format.into(), users, items, interactions })
+}
+
+/// The id type a feature table must use to match the interactions.
+fn matching_type(raw: &RawIds) -> IdType {
+    match raw {
+        RawIds::Int(_) => IdType::Int,
+        RawIds::Str(_) => IdType::String,
+    }
+}
+
+/// Users or items: from their feature table when given, else the distinct ids of the interactions.
+fn entities(
+    path: Option<&Path>,
+    id_column: &str,
+    decls: &[FeatureDecl],
+    raw: &RawIds,
+    config: &IngestConfig,
+    what: &str,
+    flag: &str,
+) -> Result<Entities> {
+    let Some(path) = path else {
+        if !decls.is_empty() {
+            bail!(
+                "ingest.{}_features declares {} feature(s) but no {flag} file was given",
+                &what[..what.len() - 1],
+                decls.len()
+            );
+        }
+        let ids = match raw {
+            RawIds::Int(v) => Ids::from_int(v.clone()),
+            RawIds::Str(v) => Ids::from_str(v.clone()),
+        };
+        return Ok(Entities { ids, features: vec![] });
+    };
+    let mut columns = vec![id_column];
+    columns.extend(decls.iter().map(FeatureDecl::column));
+    let table = Table::read(path, &columns, config.delimiter.as_bytes()[0])?;
+    let table_ids = table.ids(id_column, matching_type(raw))?;
+    // Sort the table rows by id; reject duplicates.
+    let n = table.rows();
+    let mut order: Vec<usize> = (0..n).collect();
+    let ids = match &table_ids {
+        RawIds::Int(v) => {
+            order.sort_by_key(|&r| v[r]);
+            if let Some(w) = order.windows(2).find(|w| v[w[0]] == v[w[1]]) {
+                return Err(table.error(w[1], id_column, format!("duplicate id {}", v[w[1]])));
+            }
+            Ids::Int(order.iter().map(|&r| v[r]).collect())
+        }
+        RawIds::Str(v) => {
+            order.sort_by(|&a, &b| v[a].cmp(&v[b]));
+            if let Some(w) = order.windows(2).find(|w| v[w[0]] == v[w[1]]) {
+                return Err(table.error(w[1], id_column, format!("duplicate id {:?}", v[w[1]])));
+            }
+            Ids::Str(order.iter().map(|&r| v[r].clone()).collect())
+        }
+    };
+    let mut features = Vec::with_capacity(decls.len());
+    for decl in decls {
+        let column = decl.column();
+        let feature = match decl.kind {
+            FeatureKindDecl::Categorical => {
+                let labels = table.labels(column)?;
+                Feature::categorical(&decl.name, &permute(&labels, &order))
+            }
+            FeatureKindDecl::MultiHot => {
+                let sets = table.label_sets(column, &config.list_separator)?;
+                Feature::multi_hot(&decl.name, &permute(&sets, &order))
+            }
+            FeatureKindDecl::Dense => {
+                let dim = decl.dim.expect("validated: dense features have a dim");
+                let values = table.dense(column, dim, &config.dense_separator)?;
+                let sorted = order.iter().flat_map(|&r| values[r * dim..(r + 1) * dim].iter().copied()).collect();
+                Feature { name: decl.name.clone(), values: FeatureValues::Dense { dim, values: sorted } }
+            }
+        };
+        features.push(feature);
+    }
+    Ok(Entities { ids, features })
+}
+
+fn permute<T: Clone>(values: &[T], order: &[usize]) -> Vec<T> {
+    order.iter().map(|&i| values[i].clone()).collect()
+}
+
+/// Internal ids of the interactions' raw ids; an id missing from the catalog names its row.
+fn internal(table: &Table, column: &str, raw: &RawIds, ids: &Ids) -> Result<Vec<u32>> {
+    let mut out = Vec::with_capacity(table.rows());
+    for row in 0..table.rows() {
+        let found = match raw {
+            RawIds::Int(v) => ids.find_int(v[row]),
+            RawIds::Str(v) => ids.find_str(&v[row]),
+        };
+        match found {
+            Some(i) => out.push(i),
+            None => {
+                let shown = match raw {
+                    RawIds::Int(v) => v[row].to_string(),
+                    RawIds::Str(v) => format!("{:?}", v[row]),
+                };
+                return Err(table.error(row, column, format!("id {shown} is not in the feature table")));
+            }
+        }
+    }
+    Ok(out)
+}

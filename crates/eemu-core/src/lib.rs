@@ -1,0 +1,11 @@
+//! eemu-core: everything eemu does without libtorch. Configuration, input parsers, the
+//! evaluation split, deletion-stable sharding, the store with lineage hashes, and the command
+//! line front (`eemu`). Kept apart from the `eemu` crate so the front binary never loads
+//! libtorch (about 0.8 s and 450 MB at start-up); the `eemu` crate re-exports these modules.
+pub mod cli;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod ingest;
+pub mod status;
+pub mod store;

@@ -1,0 +1,75 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use eemu::config::Config;
+use eemu::data::synth::{self, SynthFormat, SynthParams};
+use eemu::ingest::{ingest, IngestRequest, InputFormat};
+use eemu::store::{Manifest, Store};
+
+/// The demo config shipped in configs/.
+pub fn demo_config() -> Config {
+    Config::load(&repo_path("configs/demo.toml")).expect("configs/demo.toml is valid")
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// Small synthetic data written into `dir`; returns [interactions, users, items].
+pub fn synth_files(dir: &Path, format: SynthFormat, seed: u64) -> [PathBuf; 3] {
+    let params = SynthParams {
+        users: 120,
+        items: 150,
+        min_interactions: 12,
+        max_interactions: 30,
+        seed,
+        ..SynthParams::default()
+    };
+    synth::write(&synth::generate(&params).unwrap(), dir, format).unwrap()
+}
+
+pub fn request(files: &[PathBuf; 3]) -> IngestRequest {
+    IngestRequest {
+        format: InputFormat::Auto,
+        input: files[0].clone(),
+        users: Some(files[1].clone()),
+        items: Some(files[2].clone()),
+    }
+}
+
+pub fn ingest_into(store: &Path, files: &[PathBuf; 3], config: &Config) -> anyhow::Result<Manifest> {
+    ingest(&request(files), config, &Store::new(store))
+}
+
+/// Every file under `dir` (relative path -> bytes).
+pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.strip_prefix(dir).unwrap().display().to_string(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Rewrites a CSV file keeping the header and the data lines for which `keep(index)` is true.
+pub fn filter_csv(src: &Path, dst: &Path, keep: impl Fn(usize) -> bool) {
+    let text = std::fs::read_to_string(src).unwrap();
+    let mut lines = text.lines();
+    let mut out = format!("{}\n", lines.next().unwrap());
+    for (i, l) in lines.enumerate() {
+        if keep(i) {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    std::fs::write(dst, out).unwrap();
+}
