@@ -1,17 +1,223 @@
-//! The commands that need libtorch, run by the `eemu-engine` binary. Data commands are
-//! accepted too (so the engine can be called directly), and run as in the front.
-use anyhow::Result;
+//! The commands that need libtorch, run by the `eemu-engine` binary (`eemu` hands them over).
+//! Data commands are accepted too, so the engine can be called directly.
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
 
-use crate::cli::{execute, Cli, Outcome};
+use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
+use tch::Device;
+use tracing::info;
+
+use crate::cli::{execute, Cli, Command, EvaluateArgs, Outcome, TrainArgs};
+use crate::model::TwoTower;
+use crate::store::files::{sync_dir, temp_path};
+use crate::store::{Prepared, ShardInfo, Store, MODEL_FILE};
+use crate::train::{train_shard, ShardData, TrainLog};
 use crate::version;
+
+/// File name of a shard's training log, next to its model.
+pub const TRAIN_LOG_FILE: &str = "train-log.json";
 
 /// Runs any command; returns what goes to stdout.
 pub fn execute_engine(cli: &Cli) -> Result<String> {
     if cli.version {
         return Ok(version::report() + "\n");
     }
-    match execute(cli)? {
-        Outcome::Done(out) => Ok(out),
-        Outcome::NeedsEngine => anyhow::bail!("internal error: no engine implementation for this command"),
+    match &cli.command {
+        Some(Command::Train(args)) => train_command(cli, args),
+        Some(Command::Evaluate(args)) => evaluate_command(cli, args),
+        _ => match execute(cli)? {
+            Outcome::Done(out) => Ok(out),
+            Outcome::NeedsEngine => bail!("internal error: no engine implementation for this command"),
+        },
     }
+}
+
+/// Parses `auto`, `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(text: &str) -> Result<Device> {
+    match text {
+        "auto" => Ok(Device::cuda_if_available()),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => cuda(0),
+        _ => match text.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(i)) => cuda(i),
+            _ => bail!("--device must be auto, cpu, cuda or cuda:N, got {text:?}"),
+        },
+    }
+}
+
+fn cuda(i: usize) -> Result<Device> {
+    if !tch::Cuda::is_available() {
+        bail!("--device cuda: CUDA is not available on this machine (see `eemu --version`)");
+    }
+    if i >= tch::Cuda::device_count() as usize {
+        bail!("--device cuda:{i}: only {} CUDA device(s)", tch::Cuda::device_count());
+    }
+    Ok(Device::Cuda(i))
+}
+
+/// Rejects a `--config` whose training settings differ from those the store was ingested with.
+fn check_config(cli: &Cli, prepared: &Prepared) -> Result<()> {
+    if let Some(path) = &cli.config {
+        let given = crate::cli::resolve_config(&Some(path.clone()))?;
+        if given.training_identity() != prepared.config.training_identity() {
+            bail!(
+                "{}: its seed, [shards], [model] or [train] settings differ from those the store was ingested with; \
+                 lineage hashes depend on them, so re-run `eemu ingest` with this config first",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Trains one shard and publishes its model and log under its lineage folder.
+pub fn train_and_save(store: &Store, prepared: &Prepared, shard: &ShardInfo, device: Device) -> Result<TrainLog> {
+    let start = Instant::now();
+    let config = &prepared.config;
+    let data = ShardData::from_prepared(prepared, Some(shard.index));
+    let mut model = TwoTower::new(
+        &config.model,
+        &prepared.dataset.users,
+        &prepared.dataset.items,
+        &data.present,
+        config.seed,
+        shard.index,
+        device,
+    );
+    let epochs = train_shard(&mut model, &data, &config.train, config.seed, |epoch, _, record| {
+        info!(shard = shard.index, epoch, loss = format!("{:.4}", record.loss), validation_hr10 = ?record.validation_hr10, seconds = format!("{:.1}", record.seconds), "epoch");
+        Ok(())
+    })?;
+    let log = TrainLog {
+        shard: shard.index,
+        lineage: shard.lineage.clone(),
+        algorithm: config.train.algorithm,
+        users: data.users.len(),
+        rows: data.rows(),
+        users_without_query: data.query.iter().filter(|q| q.is_empty()).count(),
+        parameters: model.params.count(),
+        device: format!("{device:?}"),
+        epochs,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    let dir = store.shard_dir(shard.index, &shard.lineage);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    crate::store::files::write_atomic(&dir.join(TRAIN_LOG_FILE), serde_json::to_string_pretty(&log)?.as_bytes())?;
+    save_model(&model, &dir.join(MODEL_FILE))?;
+    Ok(log)
+}
+
+/// Writes the model's parameters as safetensors, atomically (the model file is what marks a
+/// shard as trained, so it goes last).
+pub fn save_model(model: &TwoTower, path: &Path) -> Result<()> {
+    let tmp = temp_path(path);
+    let named = model.named_cpu();
+    tch::Tensor::write_safetensors(&named, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot publish {}", path.display()))?;
+    sync_dir(path.parent().expect("model files live in a folder"))
+}
+
+fn train_command(cli: &Cli, args: &TrainArgs) -> Result<String> {
+    let store = Store::new(&args.store);
+    let (manifest, prepared) = store.load()?;
+    check_config(cli, &prepared)?;
+    let device = parse_device(&args.device)?;
+    if let Some(s) = args.shard {
+        if s >= manifest.shards.len() {
+            bail!("--shard {s}: the store has shards 0..{}", manifest.shards.len() - 1);
+        }
+    }
+    let todo: Vec<&ShardInfo> = manifest
+        .shards
+        .iter()
+        .filter(|s| args.shard.is_none_or(|want| want == s.index))
+        .filter(|s| !store.is_trained(s))
+        .collect();
+    let skipped = manifest.shards.iter().filter(|s| args.shard.is_none_or(|want| want == s.index)).count() - todo.len();
+    info!(shards = todo.len(), already_trained = skipped, ?device, "training");
+    let start = Instant::now();
+    let logs: Vec<TrainLog> = if device == Device::Cpu {
+        // One torch thread per shard and shards in parallel: fast for these small ops, and the
+        // result does not depend on the machine's core count.
+        tch::set_num_threads(1);
+        let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build()?;
+        let results = Mutex::new(Vec::new());
+        pool.install(|| {
+            todo.par_iter().for_each(|s| {
+                let r = train_and_save(&store, &prepared, s, device);
+                results.lock().expect("no poisoned lock").push((s.index, r));
+            })
+        });
+        let mut results = results.into_inner().expect("no poisoned lock");
+        results.sort_by_key(|r| r.0);
+        results.into_iter().map(|(_, r)| r).collect::<Result<_>>()?
+    } else {
+        todo.iter().map(|s| train_and_save(&store, &prepared, s, device)).collect::<Result<_>>()?
+    };
+    let mut out = format!(
+        "trained {} shard(s) in {:.1} s on {device:?}; {skipped} already had a model for their lineage hash\n",
+        logs.len(),
+        start.elapsed().as_secs_f64()
+    );
+    for log in &logs {
+        let last = log.epochs.last();
+        out.push_str(&format!(
+            "  shard {}: {} users, {} rows, {} epochs, final loss {:.4}, validation HR@10 {}, {:.1} s\n",
+            log.shard,
+            log.users,
+            log.rows,
+            log.epochs.len(),
+            last.map_or(f64::NAN, |e| e.loss),
+            last.and_then(|e| e.validation_hr10).map_or("-".into(), |v| format!("{v:.4}")),
+            log.seconds
+        ));
+    }
+    Ok(out)
+}
+
+fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
+    const METHODS: [&str; 4] = ["retrain", "mean", "eemu", "eemu-adapt"];
+    if let Some(bad) = args.methods.iter().find(|m| !METHODS.contains(&m.as_str())) {
+        bail!("--methods: unknown method {bad:?} (known: {})", METHODS.join(", "));
+    }
+    if args.eval_every == 0 {
+        bail!("--eval-every must be at least 1");
+    }
+    let store = Store::new(&args.store);
+    let (_, prepared) = store.load()?;
+    check_config(cli, &prepared)?;
+    let device = parse_device(&args.device)?;
+    if device == Device::Cpu {
+        tch::set_num_threads(1);
+    }
+    let options = crate::eval::EvalOptions {
+        epochs: args.epochs.unwrap_or(prepared.config.train.epochs),
+        eval_every: args.eval_every,
+        methods: args.methods.clone(),
+        device,
+        jobs: if device == Device::Cpu {
+            args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        } else {
+            1
+        },
+    };
+    let start = Instant::now();
+    let results = crate::eval::evaluate(&prepared, &options)?;
+    let report = serde_json::json!({
+        "store": args.store.display().to_string(),
+        "dataset": prepared.id,
+        "config_hash": prepared.config.hash(),
+        "seed": prepared.config.seed,
+        "epochs": options.epochs,
+        "eval_every": options.eval_every,
+        "device": format!("{device:?}"),
+        "seconds": start.elapsed().as_secs_f64(),
+        "results": results,
+    });
+    crate::store::files::write_atomic(&args.out, (serde_json::to_string_pretty(&report)? + "\n").as_bytes())?;
+    Ok(format!("{}results written to {}\n", crate::eval::table(&results), args.out.display()))
 }

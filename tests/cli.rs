@@ -75,3 +75,37 @@ fn bad_input_exits_3_and_bad_config_exits_2() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).1.contains("not an eemu store"));
 }
+
+#[test]
+fn train_skips_shards_whose_lineage_already_has_a_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut config = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/demo.toml")).unwrap();
+    config.push_str("\n[model]\nfeature_dim = 8\nuser_tower = [8]\nitem_tower = [8]\nembedding_dim = 8\n\n[train]\nepochs = 1\n\n[shards]\ncount = 2\n");
+    std::fs::write(d.join("tiny.toml"), config).unwrap();
+    let o = eemu(&["synth", "--out", "in", "--users", "40", "--items", "50", "--interactions-per-user", "8..12"], d);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let ingest = [
+        "ingest",
+        "--config",
+        "tiny.toml",
+        "--input",
+        "in/interactions.csv",
+        "--users",
+        "in/users.csv",
+        "--items",
+        "in/items.csv",
+        "--store",
+        "s",
+    ];
+    assert!(eemu(&ingest, d).status.success());
+    let o = eemu(&["train", "--store", "s", "--device", "cpu", "--shard", "1"], d);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("trained 1 shard(s)") && out.contains("0 already had a model"), "{out}");
+    let o = eemu(&["train", "--store", "s", "--device", "cpu"], d);
+    let (out, _) = text(&o);
+    assert!(out.contains("trained 1 shard(s)") && out.contains("1 already had a model"), "{out}");
+    let (status, _) = text(&eemu(&["status", "--store", "s"], d));
+    assert_eq!(status.matches("  trained").count(), 2, "{status}");
+}

@@ -47,6 +47,52 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Show a store: dataset, features, shards with lineage hashes and training state, coverage.
     Status(StatusArgs),
+    /// Train the shard models whose lineage hash has no model yet (libtorch; CPU or CUDA).
+    Train(TrainArgs),
+    /// Compare RETRAIN, sharded Mean, EEMU and EEMU with per-user adaptation (leave-one-out,
+    /// full ranking, HR@K / NDCG@K, epoch chosen on validation).
+    Evaluate(EvaluateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Store folder (ingested with [split] mode = "leave-one-out").
+    #[arg(long, default_value = "eemu-store")]
+    pub store: PathBuf,
+    /// Epochs to train each method (default: train.epochs of the store's config).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Evaluate on validation every N epochs (the best of these epochs is reported).
+    #[arg(long, default_value_t = 1)]
+    pub eval_every: usize,
+    /// Methods, comma-separated: retrain, mean, eemu, eemu-adapt.
+    #[arg(long, value_delimiter = ',', default_value = "retrain,mean,eemu,eemu-adapt")]
+    pub methods: Vec<String>,
+    /// Device: auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Shard models trained at once on the CPU (default: number of cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// JSON file for the results.
+    #[arg(long, default_value = "evaluation.json")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Store folder.
+    #[arg(long, default_value = "eemu-store")]
+    pub store: PathBuf,
+    /// Train only this shard (default: every shard without a model for its lineage hash).
+    #[arg(long)]
+    pub shard: Option<usize>,
+    /// Device: auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Shards trained at once on the CPU (each on one thread; default: number of cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -150,6 +196,9 @@ pub fn execute(cli: &Cli) -> Result<Outcome> {
     let Some(command) = &cli.command else {
         bail!("no command given; see `eemu --help`");
     };
+    if matches!(command, Command::Train(_) | Command::Evaluate(_)) {
+        return Ok(Outcome::NeedsEngine);
+    }
     execute_data(&cli.config, command).map(Outcome::Done)
 }
 
@@ -213,5 +262,6 @@ fn execute_data(config_path: &Option<PathBuf>, command: &Command) -> Result<Stri
                 Ok(status::text(&store, &manifest))
             }
         }
+        Command::Train(_) | Command::Evaluate(_) => bail!("this command runs in eemu-engine"),
     }
 }

@@ -19,6 +19,7 @@ pub struct Config {
     pub shards: ShardConfig,
     pub model: ModelConfig,
     pub train: TrainConfig,
+    pub adapt: AdaptConfig,
 }
 
 impl Default for Config {
@@ -30,7 +31,27 @@ impl Default for Config {
             shards: ShardConfig::default(),
             model: ModelConfig::default(),
             train: TrainConfig::default(),
+            adapt: AdaptConfig::default(),
         }
+    }
+}
+
+/// Inference-time adaptation (paper Algorithm 2). Not part of any lineage hash: adapted models
+/// are never stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdaptConfig {
+    /// Softmax temperature of the adaptation-set sampling, p_i ~ exp((1/d_i) / T).
+    pub temperature: f64,
+    /// Items drawn (with replacement) into a user's adaptation set.
+    pub set_size: usize,
+    /// Optimizer steps (fresh Adam, train.learning_rate) on all parameters.
+    pub steps: usize,
+}
+
+impl Default for AdaptConfig {
+    fn default() -> Self {
+        Self { temperature: 0.01, set_size: 7, steps: 1 }
     }
 }
 
@@ -330,6 +351,16 @@ impl Config {
         }
         if t.inner_steps == 0 {
             return Err("train.inner_steps must be at least 1".into());
+        }
+        let a = &self.adapt;
+        if !(a.temperature.is_finite() && a.temperature > 0.0) {
+            return Err(format!("adapt.temperature must be a positive number, got {}", a.temperature));
+        }
+        if a.set_size == 0 {
+            return Err("adapt.set_size must be at least 1".into());
+        }
+        if a.steps == 0 {
+            return Err("adapt.steps must be at least 1".into());
         }
         Ok(())
     }

@@ -2,12 +2,15 @@
 //! the training identity (seed, shard, model and training settings), the shard index, the item
 //! catalog, the shard's rows in canonical order (original ids, time, weight, query flag) and the
 //! features of the users that occur in them. Rows of other shards never enter it, so a changed
-//! row changes exactly one shard's hash.
+//! row changes exactly one shard's hash. Each user of the shard also contributes the item of
+//! their validation row (training excludes it from negatives and logs a validation metric), so
+//! deleting a validation row changes the hash of every shard that holds that user.
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::config::{hex, Config};
 use crate::data::shard::ShardPlan;
+use crate::data::split::{user_runs, Split};
 use crate::data::Dataset;
 
 /// Per-shard summary computed with the lineage hash.
@@ -39,9 +42,19 @@ pub fn shard_rows(dataset: &Dataset, plan: &ShardPlan, count: usize) -> Vec<Vec<
     rows
 }
 
+/// The validation item of every user, if any (rows in canonical order).
+pub fn validation_items(dataset: &Dataset, split: &[Split]) -> Vec<Option<u32>> {
+    let mut out = vec![None; dataset.users.len()];
+    for (user, run) in user_runs(&dataset.interactions.user) {
+        out[user as usize] = run.clone().find(|&r| split[r] == Split::Valid).map(|r| dataset.interactions.item[r]);
+    }
+    out
+}
+
 /// The lineage hash and counts of every shard.
-pub fn shard_lineages(dataset: &Dataset, plan: &ShardPlan, config: &Config) -> Vec<ShardLineage> {
+pub fn shard_lineages(dataset: &Dataset, split: &[Split], plan: &ShardPlan, config: &Config) -> Vec<ShardLineage> {
     let identity = config.training_identity();
+    let validation = validation_items(dataset, split);
     let catalog = dataset.item_catalog_hash();
     let rows = shard_rows(dataset, plan, config.shards.count);
     rows.par_iter()
@@ -65,6 +78,13 @@ pub fn shard_lineages(dataset: &Dataset, plan: &ShardPlan, config: &Config) -> V
             h.update((users.len() as u64).to_le_bytes());
             for &u in &users {
                 dataset.users.hash_entity_into(u, &mut h);
+                match validation[u as usize] {
+                    Some(item) => {
+                        h.update([1]);
+                        dataset.items.ids.hash_into(item, &mut h);
+                    }
+                    None => h.update([0]),
+                }
             }
             ShardLineage { index, rows: rows.len(), users: users.len(), query_rows, lineage: hex(&h.finalize()) }
         })

@@ -197,7 +197,7 @@ impl Store {
                 "rows": s.rows,
                 "users": s.users,
                 "dataset": id,
-                "covers": "training identity (seed, shards, model, train settings), shard index, item catalog, the shard's rows and its users' features",
+                "covers": "training identity (seed, shards, model, train settings), shard index, item catalog, the shard's rows, its users' features and validation items",
                 "training_identity": serde_json::from_str::<serde_json::Value>(&prepared.config.training_identity())?,
             });
             write_atomic(&dir.join("lineage.json"), serde_json::to_string_pretty(&record)?.as_bytes())?;
@@ -329,7 +329,7 @@ impl Prepared {
         dataset.interactions = dataset.interactions.select(&order);
         let split = split::assign(&dataset.interactions, &dataset.users.ids, &config.split, config.seed);
         let plan = shard::assign(&dataset, &split, &config.shards, &config.shard_salt());
-        let lineages = lineage::shard_lineages(&dataset, &plan, config);
+        let lineages = lineage::shard_lineages(&dataset, &split, &plan, config);
         let id = dataset_id(&dataset, &split, &plan, &lineages);
         Prepared { id, config: config.clone(), dataset, split, plan, lineages }
     }

@@ -1,0 +1,418 @@
+//! `eemu evaluate`: temporal leave-one-out with full ranking over all items (the user's training
+//! items masked, ties broken by item order), HR@K and NDCG@K for K = 10 and 20 over every user
+//! with a test item. Methods compared on the same split and seed:
+//!
+//! - `retrain`: one model on all training rows, plain training (the gold standard);
+//! - `mean`: the store's S shards, plain training, mean of the shard scores;
+//! - `eemu`: the store's S shards with the configured algorithm, mean of the shard scores;
+//! - `eemu-adapt`: the `eemu` models with per-user adaptation at inference (paper Algorithm 2).
+//!
+//! The epoch of every method is chosen on the validation item (ensemble HR@10), never on the
+//! test item; the test metrics reported are those of that epoch.
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use rand::distributions::{Distribution, WeightedIndex};
+use rand::Rng;
+use rayon::prelude::*;
+use serde::Serialize;
+use tch::{Device, Tensor};
+use tracing::info;
+
+use crate::config::{Algorithm, Config};
+use crate::data::split::{user_runs, Split};
+use crate::model::TwoTower;
+use crate::store::Prepared;
+use crate::train::{hinge, stream, train_epoch, Adam, ShardData};
+
+/// Evaluation targets: per evaluated user, the validation and test item and the masked items.
+pub struct Targets {
+    pub users: Vec<u32>,
+    pub valid: Vec<Option<u32>>,
+    pub test: Vec<u32>,
+    /// Sorted training items of each evaluated user (all shards).
+    pub train_items: Vec<Vec<u32>>,
+    pub n_items: usize,
+    /// Training degree of every item (number of training rows).
+    pub degree: Vec<u32>,
+}
+
+impl Targets {
+    pub fn new(p: &Prepared) -> Result<Targets> {
+        let x = &p.dataset.interactions;
+        let mut t = Targets {
+            users: vec![],
+            valid: vec![],
+            test: vec![],
+            train_items: vec![],
+            n_items: p.dataset.items.len(),
+            degree: vec![0; p.dataset.items.len()],
+        };
+        for (user, run) in user_runs(&x.user) {
+            let mut train = Vec::new();
+            let (mut valid, mut test) = (None, None);
+            for r in run {
+                match p.split[r] {
+                    Split::Train => {
+                        train.push(x.item[r]);
+                        t.degree[x.item[r] as usize] += 1;
+                    }
+                    Split::Valid => valid = Some(x.item[r]),
+                    Split::Test => test = Some(x.item[r]),
+                }
+            }
+            if let Some(test) = test {
+                train.sort_unstable();
+                train.dedup();
+                t.users.push(user);
+                t.valid.push(valid);
+                t.test.push(test);
+                t.train_items.push(train);
+            }
+        }
+        if t.users.is_empty() {
+            bail!("the store has no test rows: ingest with [split] mode = \"leave-one-out\" to evaluate");
+        }
+        Ok(t)
+    }
+}
+
+/// HR@K and NDCG@K (fractions, not percent) for K = 10 and 20.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Metrics {
+    pub hr10: f64,
+    pub ndcg10: f64,
+    pub hr20: f64,
+    pub ndcg20: f64,
+    pub users: usize,
+}
+
+impl Metrics {
+    /// From 0-based ranks of the held-out items.
+    pub fn from_ranks(ranks: &[usize]) -> Metrics {
+        let n = ranks.len().max(1) as f64;
+        let hr = |k: usize| ranks.iter().filter(|&&r| r < k).count() as f64 / n;
+        let ndcg = |k: usize| ranks.iter().filter(|&&r| r < k).map(|&r| 1.0 / ((r + 2) as f64).log2()).sum::<f64>() / n;
+        Metrics { hr10: hr(10), ndcg10: ndcg(10), hr20: hr(20), ndcg20: ndcg(20), users: ranks.len() }
+    }
+}
+
+/// 0-based rank of `target` among `scores`, skipping `masked` items (sorted); ties go to the
+/// item that comes first.
+pub fn rank_of(scores: &[f32], target: usize, masked: &[u32]) -> usize {
+    let t = scores[target];
+    scores
+        .iter()
+        .enumerate()
+        .filter(|&(i, &s)| {
+            i != target && (s > t || (s == t && i < target)) && masked.binary_search(&(i as u32)).is_err()
+        })
+        .count()
+}
+
+/// Ranks of the validation and test items of every evaluated user under mean scores.
+fn ranks(scores: &[f32], t: &Targets) -> (Vec<usize>, Vec<usize>) {
+    let n = t.n_items;
+    let mut valid = Vec::new();
+    let mut test = Vec::with_capacity(t.users.len());
+    for (k, row) in scores.chunks(n).enumerate() {
+        if let Some(v) = t.valid[k] {
+            valid.push(rank_of(row, v as usize, &t.train_items[k]));
+        }
+        test.push(rank_of(row, t.test[k] as usize, &t.train_items[k]));
+    }
+    (valid, test)
+}
+
+/// Scores [evaluated users x items] of one model without adaptation, row-major.
+fn model_scores(model: &TwoTower, t: &Targets) -> Vec<f32> {
+    tch::no_grad(|| {
+        let p = model.params.views(&model.params.flat);
+        let items = model.all_item_vectors(&p);
+        let users: Vec<i64> = t.users.iter().map(|&u| u as i64).collect();
+        let u = model.user_vectors(&p, &Tensor::from_slice(&users).to_device(model.device));
+        Vec::<f32>::try_from(u.matmul(&items.transpose(0, 1)).to_device(Device::Cpu).flatten(0, 1)).expect("f32 scores")
+    })
+}
+
+/// Per-user adaptation (Algorithm 2) for one shard model: scores of every evaluated user.
+fn adapted_scores(model: &TwoTower, t: &Targets, sets: &[(Vec<i64>, Vec<i64>)], cfg: &Config) -> Vec<f32> {
+    let n = t.n_items;
+    let mut out = vec![0f32; t.users.len() * n];
+    let base = model.params.copy();
+    for (k, &user) in t.users.iter().enumerate() {
+        let (pos, neg) = &sets[k];
+        let mut adapted = base.copy().set_requires_grad(true);
+        let mut adam = Adam::new(&adapted, cfg.train.learning_rate);
+        for _ in 0..cfg.adapt.steps {
+            let p = model.params.views(&adapted);
+            let u = model.user_vectors(&p, &Tensor::from_slice(&[user as i64]).to_device(model.device));
+            let items: Vec<i64> = pos.iter().chain(neg).copied().collect();
+            let v = model.item_vectors(&p, &Tensor::from_slice(&items).to_device(model.device));
+            let s = v.matmul(&u.transpose(0, 1)).squeeze_dim(1);
+            let m = pos.len() as i64;
+            let loss = hinge(&s.narrow(0, 0, m), &s.narrow(0, m, m), cfg.train.margin);
+            let g = Tensor::run_backward(&[&loss], &[&adapted], false, false).remove(0);
+            // A fresh Adam's first step is theta - lr * g / (|g| + eps), as in the reference.
+            adam.step(&mut adapted, &g);
+        }
+        let row = tch::no_grad(|| {
+            let p = model.params.views(&adapted);
+            let items = model.all_item_vectors(&p);
+            let u = model.user_vectors(&p, &Tensor::from_slice(&[user as i64]).to_device(model.device));
+            Vec::<f32>::try_from(u.matmul(&items.transpose(0, 1)).to_device(Device::Cpu).flatten(0, 1))
+                .expect("f32 scores")
+        });
+        out[k * n..(k + 1) * n].copy_from_slice(&row);
+    }
+    out
+}
+
+/// Adaptation sets: per user, `size` draws with replacement from the user's training items with
+/// p_i ~ exp((1/d_i - max_j 1/d_j) / T), and as many uniform negatives (not training items nor
+/// the validation item). Keyed by (seed, user): the same set for every shard, as in the reference.
+pub fn adaptation_sets(t: &Targets, seed: u64, size: usize, temperature: f64) -> Vec<(Vec<i64>, Vec<i64>)> {
+    t.users
+        .iter()
+        .enumerate()
+        .map(|(k, &user)| {
+            let mut rng = stream(seed, user as usize, "adaptation", 0);
+            let items = &t.train_items[k];
+            if items.is_empty() {
+                return (vec![], vec![]);
+            }
+            let inv: Vec<f64> = items.iter().map(|&i| 1.0 / t.degree[i as usize].max(1) as f64).collect();
+            let max = inv.iter().cloned().fold(f64::MIN, f64::max);
+            let w: Vec<f64> = inv.iter().map(|x| ((x - max) / temperature).exp()).collect();
+            let pick = WeightedIndex::new(&w).expect("positive weights");
+            let pos: Vec<i64> = (0..size).map(|_| items[pick.sample(&mut rng)] as i64).collect();
+            let neg: Vec<i64> = (0..size)
+                .map(|_| loop {
+                    let i = rng.gen_range(0..t.n_items as u32);
+                    if items.binary_search(&i).is_err() && t.valid[k] != Some(i) {
+                        break i as i64;
+                    }
+                })
+                .collect();
+            (pos, neg)
+        })
+        .collect()
+}
+
+/// One method's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct MethodResult {
+    pub method: String,
+    pub shards: usize,
+    pub algorithm: Algorithm,
+    /// Epoch chosen on the validation item.
+    pub epoch: usize,
+    pub validation: Metrics,
+    pub test: Metrics,
+    /// Validation HR@10 after every evaluated epoch.
+    pub validation_curve: Vec<(usize, f64)>,
+    pub train_seconds: f64,
+}
+
+/// Settings of an evaluation run.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    pub epochs: usize,
+    pub eval_every: usize,
+    pub methods: Vec<String>,
+    pub device: Device,
+    pub jobs: usize,
+}
+
+fn mean_scores(parts: Vec<Vec<f32>>) -> Vec<f32> {
+    let k = parts.len() as f32;
+    let mut it = parts.into_iter();
+    let mut sum = it.next().expect("at least one shard");
+    for p in it {
+        sum.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+    }
+    sum.iter_mut().for_each(|a| *a /= k);
+    sum
+}
+
+/// Trains one method's shard models, choosing the epoch on validation. Returns the result and
+/// the chosen models.
+fn run_method(
+    name: &str,
+    p: &Prepared,
+    t: &Targets,
+    algorithm: Algorithm,
+    one_shard: bool,
+    o: &EvalOptions,
+    pool: &rayon::ThreadPool,
+) -> Result<(MethodResult, Vec<TwoTower>)> {
+    let config: &Config = &p.config;
+    let mut train_cfg = config.train.clone();
+    train_cfg.algorithm = algorithm;
+    let shards: Vec<Option<usize>> = if one_shard { vec![None] } else { (0..config.shards.count).map(Some).collect() };
+    let start = Instant::now();
+    let mut state: Vec<(ShardData, TwoTower, Adam)> = shards
+        .iter()
+        .map(|&s| {
+            let d = ShardData::from_prepared(p, s);
+            let m = TwoTower::new(
+                &config.model,
+                &p.dataset.users,
+                &p.dataset.items,
+                &d.present,
+                config.seed,
+                d.shard,
+                o.device,
+            );
+            let a = Adam::new(&m.params.flat, train_cfg.learning_rate);
+            (d, m, a)
+        })
+        .collect();
+    let mut best: Option<(usize, Metrics, Metrics, Vec<Tensor>)> = None;
+    let mut curve = Vec::new();
+    let mut epoch = 0;
+    while epoch < o.epochs {
+        let block = o.eval_every.min(o.epochs - epoch);
+        let first = epoch + 1;
+        state = pool.install(|| {
+            state
+                .into_par_iter()
+                .map(|(d, mut m, mut a)| {
+                    for e in first..first + block {
+                        train_epoch(&mut m, &d, &train_cfg, &mut a, config.seed, e);
+                    }
+                    (d, m, a)
+                })
+                .collect()
+        });
+        epoch += block;
+        let scores = mean_scores(state.iter().map(|(_, m, _)| model_scores(m, t)).collect());
+        let (vr, tr) = ranks(&scores, t);
+        let (vm, tm) = (Metrics::from_ranks(&vr), Metrics::from_ranks(&tr));
+        info!(
+            method = name,
+            epoch,
+            validation_hr10 = format!("{:.4}", vm.hr10),
+            seconds = format!("{:.0}", start.elapsed().as_secs_f64()),
+            "evaluated"
+        );
+        curve.push((epoch, vm.hr10));
+        if best.as_ref().is_none_or(|b| vm.hr10 > b.1.hr10) {
+            best = Some((epoch, vm, tm, state.iter().map(|(_, m, _)| m.params.copy()).collect()));
+        }
+    }
+    let (epoch, validation, test, snapshot) = best.expect("at least one evaluation");
+    let mut models: Vec<TwoTower> = state.into_iter().map(|(_, m, _)| m).collect();
+    for (m, s) in models.iter_mut().zip(&snapshot) {
+        m.params.load(s);
+    }
+    let result = MethodResult {
+        method: name.to_string(),
+        shards: shards.len(),
+        algorithm,
+        epoch,
+        validation,
+        test,
+        validation_curve: curve,
+        train_seconds: start.elapsed().as_secs_f64(),
+    };
+    Ok((result, models))
+}
+
+/// Runs the requested methods.
+pub fn evaluate(p: &Prepared, o: &EvalOptions) -> Result<Vec<MethodResult>> {
+    let t = Targets::new(p)?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(o.jobs.max(1)).build()?;
+    let mut results = Vec::new();
+    let want = |m: &str| o.methods.iter().any(|x| x == m);
+    if want("retrain") {
+        results.push(run_method("retrain", p, &t, Algorithm::Standard, true, o, &pool)?.0);
+    }
+    if want("mean") {
+        results.push(run_method("mean", p, &t, Algorithm::Standard, false, o, &pool)?.0);
+    }
+    if want("eemu") || want("eemu-adapt") {
+        let (r, models) = run_method("eemu", p, &t, p.config.train.algorithm, false, o, &pool)?;
+        if want("eemu-adapt") {
+            let start = Instant::now();
+            let sets = adaptation_sets(&t, p.config.seed, p.config.adapt.set_size, p.config.adapt.temperature);
+            let parts: Vec<Vec<f32>> =
+                pool.install(|| models.into_par_iter().map(|m| adapted_scores(&m, &t, &sets, &p.config)).collect());
+            let (vr, tr) = ranks(&mean_scores(parts), &t);
+            let mut adapted = r.clone();
+            adapted.method = "eemu-adapt".into();
+            adapted.validation = Metrics::from_ranks(&vr);
+            adapted.test = Metrics::from_ranks(&tr);
+            adapted.validation_curve = vec![];
+            adapted.train_seconds = r.train_seconds + start.elapsed().as_secs_f64();
+            info!(seconds = format!("{:.0}", start.elapsed().as_secs_f64()), "per-user adaptation evaluated");
+            if want("eemu") {
+                results.push(r);
+            }
+            results.push(adapted);
+        } else {
+            results.push(r);
+        }
+    }
+    Ok(results)
+}
+
+/// The results as a table, with each method's HR@10 change versus RETRAIN (like the paper's Table 3).
+pub fn table(results: &[MethodResult]) -> String {
+    let retrain = results.iter().find(|r| r.method == "retrain").map(|r| r.test.hr10);
+    let mut s = format!(
+        "{:<11} {:>6} {:>9} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>12}\n",
+        "method", "shards", "algorithm", "epoch", "val HR@10", "HR@10", "NDCG@10", "HR@20", "NDCG@20", "vs RETRAIN"
+    );
+    for r in results {
+        let delta = match retrain {
+            Some(base) if base > 0.0 => format!("{:+.1}%", 100.0 * (r.test.hr10 - base) / base),
+            _ => "-".into(),
+        };
+        let alg =
+            serde_json::to_value(r.algorithm).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        s.push_str(&format!(
+            "{:<11} {:>6} {:>9} {:>6} {:>9.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>12}\n",
+            r.method,
+            r.shards,
+            alg,
+            r.epoch,
+            100.0 * r.validation.hr10,
+            100.0 * r.test.hr10,
+            100.0 * r.test.ndcg10,
+            100.0 * r.test.hr20,
+            100.0 * r.test.ndcg20,
+            delta
+        ));
+    }
+    s.push_str(&format!(
+        "(metrics x 100 over {} users; epoch chosen on validation HR@10)\n",
+        results.first().map_or(0, |r| r.test.users)
+    ));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rank_skips_masked_items_and_breaks_ties_by_item_order() {
+        let scores = [0.5, 0.9, 0.5, 0.7, 0.1];
+        // target item 2 (0.5): item 1 (0.9) and 3 (0.7) are higher, item 0 ties and comes first.
+        assert_eq!(rank_of(&scores, 2, &[]), 3);
+        // masking items 1 and 0 leaves only item 3 ahead.
+        assert_eq!(rank_of(&scores, 2, &[0, 1]), 1);
+        assert_eq!(rank_of(&scores, 0, &[]), 2);
+    }
+
+    #[test]
+    fn metrics_by_hand() {
+        // ranks 0, 5, 12, 30: HR@10 = 2/4, HR@20 = 3/4.
+        let m = Metrics::from_ranks(&[0, 5, 12, 30]);
+        assert_eq!((m.hr10, m.hr20), (0.5, 0.75));
+        let ndcg10 = (1.0 + 1.0 / 7f64.log2()) / 4.0;
+        let ndcg20 = (1.0 + 1.0 / 7f64.log2() + 1.0 / 14f64.log2()) / 4.0;
+        assert!((m.ndcg10 - ndcg10).abs() < 1e-12 && (m.ndcg20 - ndcg20).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,449 @@
+//! Per-shard training. A shard's tasks are its users: each (user, shard) slice has support rows
+//! and query rows (see `eemu_core::data::shard`). Algorithms (`[train] algorithm`):
+//!
+//! - `fomaml`: the reference mechanics (alshabae/EEMU `main.py`): per meta-batch, every user's
+//!   inner step starts from the batch-start weights, one Adam step on the support loss, then one
+//!   Adam step of the query loss / batch_size at the adapted weights applied to the running outer
+//!   weights; one Adam (moments and step count) is shared by inner and outer steps.
+//! - `standard`: plain mini-batch training on the shard's rows (support and query alike), one
+//!   Adam step per batch of `batch_size` users: the sharded "Mean" baseline, and with one shard
+//!   the RETRAIN gold standard.
+//!
+//! Negatives: per positive one uniform item (not among the user's positives in this shard nor
+//! the user's validation item) and one in-batch item (a positive of another user of the same
+//! batch, same exclusion). Everything random comes from keyed ChaCha streams of (seed, shard,
+//! epoch), so training on the CPU is reproducible to the byte.
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tch::{Kind, Tensor};
+
+use crate::config::{Algorithm, TrainConfig};
+use crate::data::split::Split;
+use crate::model::TwoTower;
+use crate::store::lineage::validation_items;
+use crate::store::Prepared;
+
+/// One shard's training data: its users with their support and query items.
+#[derive(Debug, Clone)]
+pub struct ShardData {
+    pub shard: usize,
+    pub n_items: u32,
+    /// Users with rows in this shard, ascending.
+    pub users: Vec<u32>,
+    pub support: Vec<Vec<u32>>,
+    pub query: Vec<Vec<u32>>,
+    /// Per user: items never drawn as negatives (their positives here + validation item), sorted.
+    pub excluded: Vec<Vec<u32>>,
+    /// Per user: their validation item, if any (for the shard-local validation metric).
+    pub validation: Vec<Option<u32>>,
+    /// Over all users of the dataset: true for users of this shard.
+    pub present: Vec<bool>,
+}
+
+impl ShardData {
+    /// The rows of shard `shard` of a prepared dataset; `None` takes every training row (one shard).
+    pub fn from_prepared(p: &Prepared, shard: Option<usize>) -> ShardData {
+        let x = &p.dataset.interactions;
+        let n_users = p.dataset.users.len();
+        let mut support = vec![Vec::new(); n_users];
+        let mut query = vec![Vec::new(); n_users];
+        for r in 0..x.len() {
+            let Some(s) = p.plan.shard[r] else { continue };
+            if shard.is_some_and(|want| want != s as usize) || p.split[r] != Split::Train {
+                continue;
+            }
+            let u = x.user[r] as usize;
+            // With one shard for everything, every row is support (query slicing is per shard).
+            if shard.is_some() && p.plan.query[r] {
+                query[u].push(x.item[r]);
+            } else {
+                support[u].push(x.item[r]);
+            }
+        }
+        let validation_all = validation_items(&p.dataset, &p.split);
+        let users: Vec<u32> =
+            (0..n_users as u32).filter(|&u| !support[u as usize].is_empty() || !query[u as usize].is_empty()).collect();
+        let mut present = vec![false; n_users];
+        users.iter().for_each(|&u| present[u as usize] = true);
+        let excluded = users
+            .iter()
+            .map(|&u| {
+                let mut e: Vec<u32> = support[u as usize]
+                    .iter()
+                    .chain(&query[u as usize])
+                    .copied()
+                    .chain(validation_all[u as usize])
+                    .collect();
+                e.sort_unstable();
+                e.dedup();
+                e
+            })
+            .collect();
+        ShardData {
+            shard: shard.unwrap_or(0),
+            n_items: p.dataset.items.len() as u32,
+            support: users.iter().map(|&u| std::mem::take(&mut support[u as usize])).collect(),
+            query: users.iter().map(|&u| std::mem::take(&mut query[u as usize])).collect(),
+            validation: users.iter().map(|&u| validation_all[u as usize]).collect(),
+            excluded,
+            users,
+            present,
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.support.iter().chain(&self.query).map(Vec::len).sum()
+    }
+}
+
+/// Adam as in PyTorch (betas 0.9 / 0.999, eps 1e-8, no weight decay, dense), over the flat
+/// parameter vector.
+pub struct Adam {
+    lr: f64,
+    step: i32,
+    m: Tensor,
+    v: Tensor,
+}
+
+impl Adam {
+    pub fn new(flat: &Tensor, lr: f64) -> Adam {
+        Adam { lr, step: 0, m: flat.detach().zeros_like(), v: flat.detach().zeros_like() }
+    }
+
+    /// One update of `flat` in place with gradient `grad`.
+    pub fn step(&mut self, flat: &mut Tensor, grad: &Tensor) {
+        const B1: f64 = 0.9;
+        const B2: f64 = 0.999;
+        self.step += 1;
+        let bc1 = 1.0 - B1.powi(self.step);
+        let bc2 = 1.0 - B2.powi(self.step);
+        if flat.device() == tch::Device::Cpu {
+            return self.step_cpu(flat, grad, bc1, bc2);
+        }
+        tch::no_grad(|| {
+            let _ = self.m.g_mul_scalar_(B1).g_add_(&(grad * (1.0 - B1)));
+            let _ = self.v.g_mul_scalar_(B2).g_add_(&(grad * grad * (1.0 - B2)));
+            let denom = self.v.sqrt() / bc2.sqrt() + 1e-8;
+            let _ = flat.g_sub_(&(&self.m / denom * (self.lr / bc1)));
+        });
+    }
+}
+
+impl Adam {
+    /// The same update as one fused pass over the memory (the tensor version makes a dozen
+    /// passes over every parameter, which dominates per-user meta-learning on the CPU).
+    fn step_cpu(&mut self, flat: &mut Tensor, grad: &Tensor, bc1: f64, bc2: f64) {
+        let grad = grad.contiguous();
+        let n = flat.numel();
+        for t in [&*flat, &grad, &self.m, &self.v] {
+            assert!(
+                t.kind() == Kind::Float && t.is_contiguous() && t.numel() == n,
+                "Adam needs contiguous f32 tensors"
+            );
+        }
+        // SAFETY: four distinct contiguous f32 CPU buffers of n elements (checked above); no
+        // other reference to their data is alive during this call.
+        let (p, g, m, v) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(flat.data_ptr() as *mut f32, n),
+                std::slice::from_raw_parts(grad.data_ptr() as *const f32, n),
+                std::slice::from_raw_parts_mut(self.m.data_ptr() as *mut f32, n),
+                std::slice::from_raw_parts_mut(self.v.data_ptr() as *mut f32, n),
+            )
+        };
+        let (b1, b2) = (0.9f32, 0.999f32);
+        let step = (self.lr / bc1) as f32;
+        let sqrt_bc2 = bc2.sqrt() as f32;
+        for i in 0..n {
+            let gi = g[i];
+            m[i] = b1 * m[i] + (1.0 - b1) * gi;
+            v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+            p[i] -= step * m[i] / (v[i].sqrt() / sqrt_bc2 + 1e-8);
+        }
+    }
+}
+
+/// Gradient of `loss` with respect to the flat parameter vector.
+fn grad(loss: &Tensor, flat: &Tensor) -> Tensor {
+    Tensor::run_backward(&[loss], &[flat], false, false).remove(0)
+}
+
+/// Mean hinge loss max(0, margin - (pos - neg)) over pairs.
+pub fn hinge(pos: &Tensor, neg: &Tensor, margin: f64) -> Tensor {
+    (-(pos - neg) + margin).relu().mean(Kind::Float)
+}
+
+/// A keyed RNG for (seed, shard, purpose, epoch).
+pub fn stream(seed: u64, shard: usize, purpose: &str, epoch: usize) -> ChaCha8Rng {
+    let mut h = Sha256::new();
+    h.update(b"eemu-train-v1");
+    h.update(seed.to_le_bytes());
+    h.update((shard as u64).to_le_bytes());
+    h.update(purpose.as_bytes());
+    h.update((epoch as u64).to_le_bytes());
+    ChaCha8Rng::from_seed(h.finalize().into())
+}
+
+/// A uniform item not in `excluded` (sorted). Falls back to any item if all are excluded.
+fn uniform_negative(rng: &mut ChaCha8Rng, n_items: u32, excluded: &[u32]) -> u32 {
+    for _ in 0..1000 {
+        let i = rng.gen_range(0..n_items);
+        if excluded.binary_search(&i).is_err() {
+            return i;
+        }
+    }
+    rng.gen_range(0..n_items)
+}
+
+/// Positives of one user with their uniform and in-batch negatives.
+struct Pairs {
+    pos: Vec<i64>,
+    uniform: Vec<i64>,
+    in_batch: Vec<i64>,
+}
+
+fn pairs(rng: &mut ChaCha8Rng, d: &ShardData, t: usize, positives: &[u32], pool: &[(usize, u32)]) -> Pairs {
+    let excluded = &d.excluded[t];
+    let candidates: Vec<u32> =
+        pool.iter().filter(|(owner, i)| *owner != t && excluded.binary_search(i).is_err()).map(|(_, i)| *i).collect();
+    let mut out = Pairs { pos: vec![], uniform: vec![], in_batch: vec![] };
+    for &p in positives {
+        out.pos.push(p as i64);
+        out.uniform.push(uniform_negative(rng, d.n_items, excluded) as i64);
+        let b = match candidates.choose(rng) {
+            Some(&i) => i,
+            None => uniform_negative(rng, d.n_items, excluded),
+        };
+        out.in_batch.push(b as i64);
+    }
+    out
+}
+
+/// Loss of one user's pairs under the flat parameters `flat`.
+fn user_loss(model: &TwoTower, flat: &Tensor, user: u32, pr: &Pairs, margin: f64) -> Tensor {
+    let device = model.device;
+    let p = &model.params.views(flat);
+    let u = model.user_vectors(p, &Tensor::from_slice(&[user as i64]).to_device(device));
+    let items: Vec<i64> = pr.pos.iter().chain(&pr.uniform).chain(&pr.in_batch).copied().collect();
+    let v = model.item_vectors(p, &Tensor::from_slice(&items).to_device(device));
+    let s = v.matmul(&u.transpose(0, 1)).squeeze_dim(1);
+    let n = pr.pos.len() as i64;
+    let pos = s.narrow(0, 0, n);
+    let neg = s.narrow(0, n, 2 * n);
+    hinge(&Tensor::cat(&[&pos, &pos], 0), &neg, margin)
+}
+
+/// Per-epoch record of the training log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub loss: f64,
+    pub seconds: f64,
+    /// Shard-local HR@10 of the validation items of this shard's users (shard model alone,
+    /// the user's rows in this shard masked).
+    pub validation_hr10: Option<f64>,
+}
+
+/// The training log saved next to a shard model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainLog {
+    pub shard: usize,
+    pub lineage: String,
+    pub algorithm: Algorithm,
+    pub users: usize,
+    pub rows: usize,
+    /// Users skipped by meta-learning because their slice has no query row.
+    pub users_without_query: usize,
+    pub parameters: i64,
+    pub device: String,
+    pub epochs: Vec<EpochRecord>,
+    pub seconds: f64,
+}
+
+/// Runs one epoch; returns the mean loss over steps.
+pub fn train_epoch(
+    model: &mut TwoTower,
+    d: &ShardData,
+    cfg: &TrainConfig,
+    adam: &mut Adam,
+    seed: u64,
+    epoch: usize,
+) -> f64 {
+    let mut rng = stream(seed, d.shard, "epoch", epoch);
+    let mut order: Vec<usize> = (0..d.users.len()).collect();
+    if cfg.algorithm != Algorithm::Standard {
+        order.retain(|&t| !d.query[t].is_empty() && !d.support[t].is_empty());
+    }
+    order.shuffle(&mut rng);
+    let mut total = 0.0;
+    let mut steps = 0usize;
+    for batch in order.chunks(cfg.batch_size) {
+        let pool: Vec<(usize, u32)> =
+            batch.iter().flat_map(|&t| d.support[t].iter().chain(&d.query[t]).map(move |&i| (t, i))).collect();
+        match cfg.algorithm {
+            Algorithm::Standard => {
+                let mut losses = Vec::with_capacity(batch.len());
+                let mut weights = Vec::with_capacity(batch.len());
+                for &t in batch {
+                    let positives: Vec<u32> = d.support[t].iter().chain(&d.query[t]).copied().collect();
+                    let pr = pairs(&mut rng, d, t, &positives, &pool);
+                    weights.push(positives.len() as f64);
+                    losses.push(user_loss(model, &model.params.flat, d.users[t], &pr, cfg.margin));
+                }
+                let n: f64 = weights.iter().sum();
+                let loss = losses
+                    .iter()
+                    .zip(&weights)
+                    .map(|(l, w)| l * (*w / n))
+                    .reduce(|a, b| a + b)
+                    .expect("non-empty batch");
+                let g = grad(&loss, &model.params.flat);
+                adam.step(&mut model.params.flat, &g);
+                total += loss.double_value(&[]);
+                steps += 1;
+            }
+            Algorithm::Fomaml => {
+                let start = model.params.copy();
+                let mut outer = model.params.copy();
+                for &t in batch {
+                    let s = pairs(&mut rng, d, t, &d.support[t], &pool);
+                    let q = pairs(&mut rng, d, t, &d.query[t], &pool);
+                    model.params.load(&start);
+                    let ls = user_loss(model, &model.params.flat, d.users[t], &s, cfg.margin);
+                    let g = grad(&ls, &model.params.flat);
+                    adam.step(&mut model.params.flat, &g);
+                    let lq = user_loss(model, &model.params.flat, d.users[t], &q, cfg.margin) / cfg.batch_size as f64;
+                    let g = grad(&lq, &model.params.flat);
+                    model.params.load(&outer);
+                    adam.step(&mut model.params.flat, &g);
+                    outer = model.params.copy();
+                    total += lq.double_value(&[]) * cfg.batch_size as f64;
+                    steps += 1;
+                }
+            }
+            Algorithm::Maml | Algorithm::Reptile => unreachable!("rejected by train_shard"),
+        }
+    }
+    if steps == 0 {
+        0.0
+    } else {
+        total / steps as f64
+    }
+}
+
+/// Shard-local validation HR@10: each user's validation item ranked by this shard's model
+/// among all items, the user's rows in this shard masked.
+pub fn shard_validation_hr10(model: &TwoTower, d: &ShardData) -> Option<f64> {
+    let users: Vec<usize> = (0..d.users.len()).filter(|&t| d.validation[t].is_some()).collect();
+    if users.is_empty() {
+        return None;
+    }
+    let p = &model.params.views(&model.params.flat);
+    let mut hits = 0usize;
+    tch::no_grad(|| {
+        let items = model.all_item_vectors(p);
+        for chunk in users.chunks(512) {
+            let ids: Vec<i64> = chunk.iter().map(|&t| d.users[t] as i64).collect();
+            let u = model.user_vectors(p, &Tensor::from_slice(&ids).to_device(model.device));
+            let scores =
+                Vec::<f32>::try_from(u.matmul(&items.transpose(0, 1)).to_device(tch::Device::Cpu).flatten(0, 1))
+                    .expect("f32 scores");
+            let n = d.n_items as usize;
+            for (row, &t) in chunk.iter().enumerate() {
+                let s = &scores[row * n..(row + 1) * n];
+                let target = d.validation[t].expect("filtered") as usize;
+                let masked = |i: usize| d.support[t].contains(&(i as u32)) || d.query[t].contains(&(i as u32));
+                let better = (0..n)
+                    .filter(|&i| i != target && !masked(i) && (s[i] > s[target] || (s[i] == s[target] && i < target)))
+                    .count();
+                hits += (better < 10) as usize;
+            }
+        }
+    });
+    Some(hits as f64 / users.len() as f64)
+}
+
+/// Trains a fresh model for `epochs` epochs, calling `after_epoch` after each one.
+pub fn train_shard(
+    model: &mut TwoTower,
+    d: &ShardData,
+    cfg: &TrainConfig,
+    seed: u64,
+    mut after_epoch: impl FnMut(usize, &TwoTower, &EpochRecord) -> Result<()>,
+) -> Result<Vec<EpochRecord>> {
+    if matches!(cfg.algorithm, Algorithm::Maml | Algorithm::Reptile) {
+        bail!("train.algorithm = {:?} is not implemented yet; use \"fomaml\" or \"standard\"", cfg.algorithm);
+    }
+    let mut adam = Adam::new(&model.params.flat, cfg.learning_rate);
+    let mut records = Vec::with_capacity(cfg.epochs);
+    for epoch in 1..=cfg.epochs {
+        let start = Instant::now();
+        let loss = train_epoch(model, d, cfg, &mut adam, seed, epoch);
+        let seconds = start.elapsed().as_secs_f64();
+        let record = EpochRecord { epoch, loss, seconds, validation_hr10: shard_validation_hr10(model, d) };
+        after_epoch(epoch, model, &record)?;
+        records.push(record);
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hinge_loss_by_hand() {
+        let pos = Tensor::from_slice(&[2.0f32, 0.5]);
+        let neg = Tensor::from_slice(&[0.5f32, 1.0]);
+        // max(0, 1 - 1.5) = 0 and max(0, 1 + 0.5) = 1.5: mean 0.75.
+        assert!((hinge(&pos, &neg, 1.0).double_value(&[]) - 0.75).abs() < 1e-6);
+        assert!((hinge(&pos, &neg, 0.0).double_value(&[]) - 0.25).abs() < 1e-6);
+    }
+
+    fn shard() -> ShardData {
+        ShardData {
+            shard: 0,
+            n_items: 12,
+            users: vec![0, 1, 2],
+            support: vec![vec![0, 1, 2], vec![3, 4], vec![5, 6]],
+            query: vec![vec![7], vec![8], vec![]],
+            excluded: vec![vec![0, 1, 2, 7, 9], vec![3, 4, 8], vec![5, 6]],
+            validation: vec![Some(9), None, None],
+            present: vec![true, true, true],
+        }
+    }
+
+    #[test]
+    fn negatives_avoid_the_users_positives_and_validation_item() {
+        let d = shard();
+        let pool: Vec<(usize, u32)> =
+            (0..3).flat_map(|t| d.support[t].iter().chain(&d.query[t]).map(move |&i| (t, i))).collect();
+        let mut rng = stream(1, 0, "test", 0);
+        for _ in 0..200 {
+            let p = pairs(&mut rng, &d, 0, &d.support[0], &pool);
+            assert_eq!(p.pos, vec![0, 1, 2]);
+            assert_eq!((p.uniform.len(), p.in_batch.len()), (3, 3));
+            for n in p.uniform.iter().chain(&p.in_batch) {
+                assert!(![0, 1, 2, 7, 9].contains(n), "negative {n} is excluded for user 0");
+            }
+            // in-batch negatives are positives of the other users of the batch
+            assert!(p.in_batch.iter().all(|n| [3, 4, 8, 5, 6].contains(n)));
+        }
+    }
+
+    #[test]
+    fn a_fresh_adam_step_moves_each_parameter_by_the_learning_rate() {
+        let mut flat = Tensor::from_slice(&[1.0f32, 1.0, 1.0]);
+        let g = Tensor::from_slice(&[0.5f32, -2.0, 0.0]);
+        let mut adam = Adam::new(&flat, 0.1);
+        adam.step(&mut flat, &g);
+        let v = Vec::<f32>::try_from(&flat).unwrap();
+        assert!((v[0] - 0.9).abs() < 1e-5 && (v[1] - 1.1).abs() < 1e-5 && v[2] == 1.0, "{v:?}");
+    }
+}
