@@ -6,7 +6,7 @@ DEMO_DIR ?= demo-data
 DEMO_STORE ?= $(DEMO_DIR)/store
 EEMU := target/release/eemu
 
-.PHONY: setup build demo test bench-ingest fmt lint clean-demo
+.PHONY: setup build demo test bench-ingest bench-train fmt lint clean-demo
 
 setup:
 	@scripts/setup.sh
@@ -31,6 +31,10 @@ test: setup
 ## bench-ingest: ingest throughput and peak memory on ../shared/data/ml-1m-partial.
 bench-ingest: build
 	$(ENV) cargo bench --locked --bench ingest
+
+## bench-train: meta-training throughput (users/s, s/epoch) on ../shared/data/ml-100k, CPU.
+bench-train: build
+	$(ENV) cargo bench --locked --bench train
 
 fmt:
 	cargo fmt --all

@@ -5,6 +5,11 @@
 //!   inner step starts from the batch-start weights, one Adam step on the support loss, then one
 //!   Adam step of the query loss / batch_size at the adapted weights applied to the running outer
 //!   weights; one Adam (moments and step count) is shared by inner and outer steps.
+//! - `maml`: second-order MAML: `inner_steps` SGD steps (`inner_learning_rate`) on the support
+//!   loss with `create_graph`, the query loss at the adapted weights differentiated through them,
+//!   meta-gradients averaged over the meta-batch, one Adam step.
+//! - `reptile`: `inner_steps` SGD steps on each user's rows from the batch-start weights, then one
+//!   Adam step along the mean of (weights - adapted weights).
 //! - `standard`: plain mini-batch training on the shard's rows (support and query alike), one
 //!   Adam step per batch of `batch_size` users: the sharded "Mean" baseline, and with one shard
 //!   the RETRAIN gold standard.
@@ -15,7 +20,7 @@
 //! epoch), so training on the CPU is reproducible to the byte.
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -169,6 +174,25 @@ impl Adam {
     }
 }
 
+/// MAML's meta-gradient d L_query(theta') / d theta with theta' = theta after `steps` SGD
+/// steps of size `alpha` on L_support, keeping the second-order terms (create_graph).
+pub fn maml_meta_gradient(
+    theta: &Tensor,
+    support_loss: impl Fn(&Tensor) -> Tensor,
+    query_loss: impl Fn(&Tensor) -> Tensor,
+    alpha: f64,
+    steps: usize,
+) -> (Tensor, f64) {
+    let mut adapted = theta.shallow_clone();
+    for _ in 0..steps {
+        let g = Tensor::run_backward(&[support_loss(&adapted)], &[&adapted], true, true).remove(0);
+        adapted = &adapted - g * alpha;
+    }
+    let lq = query_loss(&adapted);
+    let value = lq.double_value(&[]);
+    (Tensor::run_backward(&[&lq], &[theta], false, false).remove(0), value)
+}
+
 /// Gradient of `loss` with respect to the flat parameter vector.
 fn grad(loss: &Tensor, flat: &Tensor) -> Tensor {
     Tensor::run_backward(&[loss], &[flat], false, false).remove(0)
@@ -309,6 +333,8 @@ pub fn train_epoch(
                 steps += 1;
             }
             Algorithm::Fomaml => {
+                // The outer weights live in `outer` and take their Adam steps there; the model's
+                // own vector holds each user's adapted weights.
                 let start = model.params.copy();
                 let mut outer = model.params.copy();
                 for &t in batch {
@@ -320,14 +346,57 @@ pub fn train_epoch(
                     adam.step(&mut model.params.flat, &g);
                     let lq = user_loss(model, &model.params.flat, d.users[t], &q, cfg.margin) / cfg.batch_size as f64;
                     let g = grad(&lq, &model.params.flat);
-                    model.params.load(&outer);
-                    adam.step(&mut model.params.flat, &g);
-                    outer = model.params.copy();
+                    adam.step(&mut outer, &g);
                     total += lq.double_value(&[]) * cfg.batch_size as f64;
                     steps += 1;
                 }
+                model.params.load(&outer);
             }
-            Algorithm::Maml | Algorithm::Reptile => unreachable!("rejected by train_shard"),
+            Algorithm::Maml => {
+                let mut meta = model.params.flat.detach().zeros_like();
+                for &t in batch {
+                    let sp = pairs(&mut rng, d, t, &d.support[t], &pool);
+                    let q = pairs(&mut rng, d, t, &d.query[t], &pool);
+                    let user = d.users[t];
+                    let (g, lq) = maml_meta_gradient(
+                        &model.params.flat,
+                        |p| user_loss(model, p, user, &sp, cfg.margin),
+                        |p| user_loss(model, p, user, &q, cfg.margin),
+                        cfg.inner_learning_rate,
+                        cfg.inner_steps,
+                    );
+                    let _ = meta.g_add_(&g);
+                    total += lq;
+                    steps += 1;
+                }
+                let meta = meta / batch.len() as f64;
+                adam.step(&mut model.params.flat, &meta);
+            }
+            Algorithm::Reptile => {
+                let theta = model.params.copy();
+                let mut direction = theta.zeros_like();
+                for &t in batch {
+                    let positives: Vec<u32> = d.support[t].iter().chain(&d.query[t]).copied().collect();
+                    let pr = pairs(&mut rng, d, t, &positives, &pool);
+                    let mut phi = theta.copy().set_requires_grad(true);
+                    let mut last = 0.0;
+                    for _ in 0..cfg.inner_steps {
+                        let l = user_loss(model, &phi, d.users[t], &pr, cfg.margin);
+                        last = l.double_value(&[]);
+                        let g = grad(&l, &phi);
+                        tch::no_grad(|| {
+                            let _ = phi.g_sub_(&(g * cfg.inner_learning_rate));
+                        });
+                    }
+                    tch::no_grad(|| {
+                        let _ = direction.g_add_(&(&theta - &phi));
+                    });
+                    total += last;
+                    steps += 1;
+                }
+                let direction = direction / batch.len() as f64;
+                adam.step(&mut model.params.flat, &direction);
+            }
         }
     }
     if steps == 0 {
@@ -377,9 +446,6 @@ pub fn train_shard(
     seed: u64,
     mut after_epoch: impl FnMut(usize, &TwoTower, &EpochRecord) -> Result<()>,
 ) -> Result<Vec<EpochRecord>> {
-    if matches!(cfg.algorithm, Algorithm::Maml | Algorithm::Reptile) {
-        bail!("train.algorithm = {:?} is not implemented yet; use \"fomaml\" or \"standard\"", cfg.algorithm);
-    }
     let mut adam = Adam::new(&model.params.flat, cfg.learning_rate);
     let mut records = Vec::with_capacity(cfg.epochs);
     for epoch in 1..=cfg.epochs {
@@ -435,6 +501,59 @@ mod tests {
             // in-batch negatives are positives of the other users of the batch
             assert!(p.in_batch.iter().all(|n| [3, 4, 8, 5, 6].contains(n)));
         }
+    }
+
+    #[test]
+    fn maml_second_order_gradient_matches_finite_differences() {
+        // One-layer model y = tanh(x W + b), squared losses; f64 for a precise reference.
+        let x_s = Tensor::from_slice(&[0.3f64, -1.2, 0.7, 0.5, 0.1, -0.4]).view([2, 3]);
+        let y_s = Tensor::from_slice(&[0.5f64, -0.2, 0.1, 0.9]).view([2, 2]);
+        let x_q = Tensor::from_slice(&[1.1f64, 0.2, -0.3]).view([1, 3]);
+        let y_q = Tensor::from_slice(&[-0.6f64, 0.4]).view([1, 2]);
+        let forward = |theta: &Tensor, x: &Tensor| {
+            let w = theta.narrow(0, 0, 6).view([3, 2]);
+            let b = theta.narrow(0, 6, 2);
+            (x.matmul(&w) + b).tanh()
+        };
+        let loss = |theta: &Tensor, x: &Tensor, y: &Tensor| (forward(theta, x) - y).square().sum(Kind::Double);
+        let meta = |theta: &Tensor| {
+            let inner = |t: &Tensor| loss(t, &x_s, &y_s);
+            let outer = |t: &Tensor| loss(t, &x_q, &y_q);
+            maml_meta_gradient(theta, inner, outer, 0.3, 2)
+        };
+        let theta0 = Tensor::from_slice(&[0.2f64, -0.1, 0.4, 0.3, -0.5, 0.1, 0.05, -0.02]);
+        let theta = theta0.copy().set_requires_grad(true);
+        let (g, _) = meta(&theta);
+        let g = Vec::<f64>::try_from(&g).unwrap();
+        // Central differences of the whole two-step objective.
+        let eps = 1e-6;
+        for i in 0..8usize {
+            let value = |delta: f64| {
+                let t = theta0.copy();
+                let _ = t.get(i as i64).g_add_scalar_(delta);
+                let t = t.set_requires_grad(true);
+                meta(&t).1
+            };
+            let fd = (value(eps) - value(-eps)) / (2.0 * eps);
+            assert!(
+                (fd - g[i]).abs() < 1e-6 * (1.0 + fd.abs()),
+                "parameter {i}: autograd {} vs finite difference {fd}",
+                g[i]
+            );
+        }
+        // And the first-order approximation is measurably different: the test can fail.
+        let first_order = {
+            let t = theta0.copy().set_requires_grad(true);
+            let gs = Tensor::run_backward(&[loss(&t, &x_s, &y_s)], &[&t], false, false).remove(0);
+            let adapted = (&theta0 - gs * 0.3).set_requires_grad(true);
+            let gs2 = Tensor::run_backward(&[loss(&adapted, &x_s, &y_s)], &[&adapted], false, false).remove(0);
+            let adapted2 = (adapted.detach() - gs2 * 0.3).set_requires_grad(true);
+            Vec::<f64>::try_from(
+                Tensor::run_backward(&[loss(&adapted2, &x_q, &y_q)], &[&adapted2], false, false).remove(0),
+            )
+            .unwrap()
+        };
+        assert!(first_order.iter().zip(&g).any(|(a, b)| (a - b).abs() > 1e-3));
     }
 
     #[test]

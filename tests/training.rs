@@ -35,7 +35,7 @@ fn trained_model_bytes(dir: &std::path::Path, config: &Config, shard: usize) -> 
 
 #[test]
 fn training_a_shard_twice_on_cpu_gives_byte_identical_weights() {
-    for algorithm in [Algorithm::Fomaml, Algorithm::Standard] {
+    for algorithm in [Algorithm::Fomaml, Algorithm::Standard, Algorithm::Maml, Algorithm::Reptile] {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let config = tiny(algorithm);
         let x = trained_model_bytes(a.path(), &config, 3);

@@ -223,6 +223,8 @@ pub struct TrainConfig {
     pub learning_rate: f64,
     pub margin: f64,
     pub inner_steps: usize,
+    /// SGD step size of the inner loop of `maml` and `reptile`.
+    pub inner_learning_rate: f64,
 }
 
 impl Default for TrainConfig {
@@ -234,6 +236,7 @@ impl Default for TrainConfig {
             learning_rate: 2e-4,
             margin: 1.0,
             inner_steps: 1,
+            inner_learning_rate: 0.01,
         }
     }
 }
@@ -351,6 +354,9 @@ impl Config {
         }
         if t.inner_steps == 0 {
             return Err("train.inner_steps must be at least 1".into());
+        }
+        if !(t.inner_learning_rate.is_finite() && t.inner_learning_rate > 0.0) {
+            return Err(format!("train.inner_learning_rate must be a positive number, got {}", t.inner_learning_rate));
         }
         let a = &self.adapt;
         if !(a.temperature.is_finite() && a.temperature > 0.0) {

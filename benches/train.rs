@@ -1,0 +1,61 @@
+//! Meta-training throughput on the CPU: one epoch of one shard of ../shared/data/ml-100k with
+//! the reference model (configs/ml-100k.toml), for every algorithm. Prints users per second and
+//! seconds per epoch for that shard, and the estimate for a full epoch of all 8 shards on this
+//! machine's cores (shards train in parallel, one libtorch thread each).
+//!
+//!   make bench-train        (or: cargo bench --bench train)
+use std::path::PathBuf;
+use std::time::Instant;
+
+use eemu::config::{Algorithm, Config};
+use eemu::ingest::{ingest, IngestRequest, InputFormat};
+use eemu::model::TwoTower;
+use eemu::store::Store;
+use eemu::train::{train_epoch, Adam, ShardData};
+use tch::Device;
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let input = root.join("../shared/data/ml-100k");
+    if !input.join("u.data").is_file() {
+        println!("train bench: {} not present, nothing measured", input.display());
+        return;
+    }
+    eemu::engine::tune_allocator();
+    tch::set_num_threads(1);
+    let config = Config::load(&root.join("configs/ml-100k.toml")).expect("config");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let store = Store::new(tmp.path().join("store"));
+    let request = IngestRequest { format: InputFormat::Ml100k, input, users: None, items: None };
+    ingest(&request, &config, &store).expect("ingest");
+    let (_, prepared) = store.load().expect("load");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("train ml-100k, shard 0 of {}, one epoch, CPU, 1 libtorch thread", config.shards.count);
+    for algorithm in [Algorithm::Fomaml, Algorithm::Maml, Algorithm::Reptile, Algorithm::Standard] {
+        let mut cfg = config.train.clone();
+        cfg.algorithm = algorithm;
+        let data = ShardData::from_prepared(&prepared, Some(0));
+        let mut model = TwoTower::new(
+            &config.model,
+            &prepared.dataset.users,
+            &prepared.dataset.items,
+            &data.present,
+            config.seed,
+            0,
+            Device::Cpu,
+        );
+        let mut adam = Adam::new(&model.params.flat, cfg.learning_rate);
+        let start = Instant::now();
+        let loss = train_epoch(&mut model, &data, &cfg, &mut adam, config.seed, 1);
+        let seconds = start.elapsed().as_secs_f64();
+        let users = data.users.len();
+        println!(
+            "  {:<9} {users} users, {:.1} s/epoch, {:.0} users/s, loss {loss:.4}; all {} shards on {cores} core(s): ~{:.0} s/epoch",
+            format!("{algorithm:?}").to_lowercase(),
+            seconds,
+            users as f64 / seconds,
+            config.shards.count,
+            seconds * config.shards.count as f64 / cores.min(config.shards.count) as f64
+        );
+    }
+}
