@@ -263,6 +263,22 @@ fn user_loss(model: &TwoTower, flat: &Tensor, user: u32, pr: &Pairs, margin: f64
     hinge(&Tensor::cat(&[&pos, &pos], 0), &neg, margin)
 }
 
+/// Mean hinge loss over the pairs of several users: `owner[j]` is the batch position of the
+/// user of pair j; `items` = [positives, uniform negatives, in-batch negatives].
+fn batch_loss(model: &TwoTower, users: Vec<u32>, owner: &[i64], items: [&[i64]; 3], margin: f64) -> Tensor {
+    let device = model.device;
+    let p = &model.params.views(&model.params.flat);
+    let users: Vec<i64> = users.into_iter().map(i64::from).collect();
+    let u = model.user_vectors(p, &Tensor::from_slice(&users).to_device(device));
+    let u = u.index_select(0, &Tensor::from_slice(owner).to_device(device));
+    let all: Vec<i64> = items.iter().flat_map(|v| v.iter().copied()).collect();
+    let v = model.item_vectors(p, &Tensor::from_slice(&all).to_device(device));
+    let n = owner.len() as i64;
+    let score = |k: i64| (&u * v.narrow(0, k * n, n)).sum_dim_intlist(1, false, Kind::Float);
+    let s = score(0);
+    hinge(&Tensor::cat(&[&s, &s], 0), &Tensor::cat(&[score(1), score(2)], 0), margin)
+}
+
 /// Per-epoch record of the training log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
@@ -312,21 +328,18 @@ pub fn train_epoch(
             batch.iter().flat_map(|&t| d.support[t].iter().chain(&d.query[t]).map(move |&i| (t, i))).collect();
         match cfg.algorithm {
             Algorithm::Standard => {
-                let mut losses = Vec::with_capacity(batch.len());
-                let mut weights = Vec::with_capacity(batch.len());
-                for &t in batch {
+                // One forward pass for the whole batch: mean hinge loss over all its pairs.
+                let (mut owner, mut pos, mut uni, mut inb) = (vec![], vec![], vec![], vec![]);
+                for (k, &t) in batch.iter().enumerate() {
                     let positives: Vec<u32> = d.support[t].iter().chain(&d.query[t]).copied().collect();
                     let pr = pairs(&mut rng, d, t, &positives, &pool);
-                    weights.push(positives.len() as f64);
-                    losses.push(user_loss(model, &model.params.flat, d.users[t], &pr, cfg.margin));
+                    owner.extend(std::iter::repeat_n(k as i64, pr.pos.len()));
+                    pos.extend(pr.pos);
+                    uni.extend(pr.uniform);
+                    inb.extend(pr.in_batch);
                 }
-                let n: f64 = weights.iter().sum();
-                let loss = losses
-                    .iter()
-                    .zip(&weights)
-                    .map(|(l, w)| l * (*w / n))
-                    .reduce(|a, b| a + b)
-                    .expect("non-empty batch");
+                let users = batch.iter().map(|&t| d.users[t]).collect();
+                let loss = batch_loss(model, users, &owner, [&pos, &uni, &inb], cfg.margin);
                 let g = grad(&loss, &model.params.flat);
                 adam.step(&mut model.params.flat, &g);
                 total += loss.double_value(&[]);
