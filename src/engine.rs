@@ -218,9 +218,18 @@ fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
     };
     let start = Instant::now();
     let results = crate::eval::evaluate(&prepared, &options)?;
+    if let Some(path) = &args.ranks_out {
+        crate::eval::write_ranks(path, &prepared, &crate::eval::Targets::new(&prepared)?, &results)?;
+    }
+    let split_rule = if prepared.dataset.interactions.timestamp.is_some() {
+        "leave-one-out by timestamp: last = test, second-last = validation, ties keep input order"
+    } else {
+        "leave-one-out without timestamps: test and validation drawn at random, keyed by (seed, user id)"
+    };
     let report = serde_json::json!({
         "store": args.store.display().to_string(),
         "dataset": prepared.id,
+        "split": { "rule": split_rule, "seed": prepared.config.seed, "min_interactions": prepared.config.split.min_interactions },
         "config_hash": prepared.config.hash(),
         "seed": prepared.config.seed,
         "epochs": options.epochs,

@@ -77,13 +77,18 @@ impl Targets {
     }
 }
 
-/// HR@K and NDCG@K (fractions, not percent) for K = 10 and 20.
+/// HR@K and NDCG@K (fractions, not percent) for K = 10 and 20, with standard errors:
+/// sqrt(p (1 - p) / n) for HR, the sample standard error of the per-user gains for NDCG.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Metrics {
     pub hr10: f64,
+    pub hr10_se: f64,
     pub ndcg10: f64,
+    pub ndcg10_se: f64,
     pub hr20: f64,
+    pub hr20_se: f64,
     pub ndcg20: f64,
+    pub ndcg20_se: f64,
     pub users: usize,
 }
 
@@ -91,9 +96,24 @@ impl Metrics {
     /// From 0-based ranks of the held-out items.
     pub fn from_ranks(ranks: &[usize]) -> Metrics {
         let n = ranks.len().max(1) as f64;
-        let hr = |k: usize| ranks.iter().filter(|&&r| r < k).count() as f64 / n;
-        let ndcg = |k: usize| ranks.iter().filter(|&&r| r < k).map(|&r| 1.0 / ((r + 2) as f64).log2()).sum::<f64>() / n;
-        Metrics { hr10: hr(10), ndcg10: ndcg(10), hr20: hr(20), ndcg20: ndcg(20), users: ranks.len() }
+        let hr = |k: usize| {
+            let p = ranks.iter().filter(|&&r| r < k).count() as f64 / n;
+            (p, (p * (1.0 - p) / n).sqrt())
+        };
+        let ndcg = |k: usize| {
+            let gains: Vec<f64> =
+                ranks.iter().map(|&r| if r < k { 1.0 / ((r + 2) as f64).log2() } else { 0.0 }).collect();
+            let mean = gains.iter().sum::<f64>() / n;
+            let var = if gains.len() > 1 {
+                gains.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / (gains.len() - 1) as f64
+            } else {
+                0.0
+            };
+            (mean, (var / n).sqrt())
+        };
+        let ((hr10, hr10_se), (hr20, hr20_se)) = (hr(10), hr(20));
+        let ((ndcg10, ndcg10_se), (ndcg20, ndcg20_se)) = (ndcg(10), ndcg(20));
+        Metrics { hr10, hr10_se, ndcg10, ndcg10_se, hr20, hr20_se, ndcg20, ndcg20_se, users: ranks.len() }
     }
 }
 
@@ -212,6 +232,9 @@ pub struct MethodResult {
     /// Validation HR@10 after every evaluated epoch.
     pub validation_curve: Vec<(usize, f64)>,
     pub train_seconds: f64,
+    /// 0-based test rank of every evaluated user (in `Targets` order), for `--ranks-out`.
+    #[serde(skip)]
+    pub test_ranks: Vec<usize>,
 }
 
 /// Settings of an evaluation run.
@@ -268,7 +291,7 @@ fn run_method(
             (d, m, a)
         })
         .collect();
-    let mut best: Option<(usize, Metrics, Metrics, Vec<Tensor>)> = None;
+    let mut best: Option<(usize, Metrics, Metrics, Vec<usize>, Vec<Tensor>)> = None;
     let mut curve = Vec::new();
     let mut epoch = 0;
     while epoch < o.epochs {
@@ -298,10 +321,10 @@ fn run_method(
         );
         curve.push((epoch, vm.hr10));
         if best.as_ref().is_none_or(|b| vm.hr10 > b.1.hr10) {
-            best = Some((epoch, vm, tm, state.iter().map(|(_, m, _)| m.params.copy()).collect()));
+            best = Some((epoch, vm, tm, tr, state.iter().map(|(_, m, _)| m.params.copy()).collect()));
         }
     }
-    let (epoch, validation, test, snapshot) = best.expect("at least one evaluation");
+    let (epoch, validation, test, test_ranks, snapshot) = best.expect("at least one evaluation");
     let mut models: Vec<TwoTower> = state.into_iter().map(|(_, m, _)| m).collect();
     for (m, s) in models.iter_mut().zip(&snapshot) {
         m.params.load(s);
@@ -315,6 +338,7 @@ fn run_method(
         test,
         validation_curve: curve,
         train_seconds: start.elapsed().as_secs_f64(),
+        test_ranks,
     };
     Ok((result, models))
 }
@@ -343,6 +367,7 @@ pub fn evaluate(p: &Prepared, o: &EvalOptions) -> Result<Vec<MethodResult>> {
             adapted.method = "eemu-adapt".into();
             adapted.validation = Metrics::from_ranks(&vr);
             adapted.test = Metrics::from_ranks(&tr);
+            adapted.test_ranks = tr;
             adapted.validation_curve = vec![];
             adapted.train_seconds = r.train_seconds + start.elapsed().as_secs_f64();
             info!(seconds = format!("{:.0}", start.elapsed().as_secs_f64()), "per-user adaptation evaluated");
@@ -357,13 +382,42 @@ pub fn evaluate(p: &Prepared, o: &EvalOptions) -> Result<Vec<MethodResult>> {
     Ok(results)
 }
 
+/// Writes one Parquet row per (method, evaluated user): method, original user id, 0-based rank
+/// of the test item over all items (training items masked, ties broken by item order).
+pub fn write_ranks(path: &std::path::Path, p: &Prepared, t: &Targets, results: &[MethodResult]) -> Result<()> {
+    use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
+    use arrow::datatypes::{Field, Schema};
+    use std::sync::Arc;
+    let n = t.users.len();
+    let method: Vec<&str> = results.iter().flat_map(|r| std::iter::repeat_n(r.method.as_str(), n)).collect();
+    let ids = &p.dataset.users.ids;
+    let user_id: ArrayRef = match ids {
+        crate::data::Ids::Int(v) => {
+            Arc::new(Int64Array::from_iter_values(results.iter().flat_map(|_| t.users.iter().map(|&u| v[u as usize]))))
+        }
+        crate::data::Ids::Str(v) => Arc::new(StringArray::from_iter_values(
+            results.iter().flat_map(|_| t.users.iter().map(|&u| v[u as usize].as_str())),
+        )),
+    };
+    let rank = UInt32Array::from_iter_values(results.iter().flat_map(|r| r.test_ranks.iter().map(|&x| x as u32)));
+    let columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(method)), user_id, Arc::new(rank)];
+    let fields: Vec<Field> = ["method", "user_id", "rank"]
+        .iter()
+        .zip(&columns)
+        .map(|(name, c)| Field::new(*name, c.data_type().clone(), false))
+        .collect();
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+    crate::store::files::write_parquet_atomic(path, &batch)
+}
+
 /// The results as a table, with each method's HR@10 change versus RETRAIN (like the paper's Table 3).
 pub fn table(results: &[MethodResult]) -> String {
     let retrain = results.iter().find(|r| r.method == "retrain").map(|r| r.test.hr10);
     let mut s = format!(
-        "{:<11} {:>6} {:>9} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>12}\n",
+        "{:<11} {:>6} {:>9} {:>6} {:>9} {:>13} {:>13} {:>13} {:>13} {:>11}\n",
         "method", "shards", "algorithm", "epoch", "val HR@10", "HR@10", "NDCG@10", "HR@20", "NDCG@20", "vs RETRAIN"
     );
+    let pm = |v: f64, se: f64| format!("{:.2}±{:.2}", 100.0 * v, 100.0 * se);
     for r in results {
         let delta = match retrain {
             Some(base) if base > 0.0 => format!("{:+.1}%", 100.0 * (r.test.hr10 - base) / base),
@@ -371,22 +425,23 @@ pub fn table(results: &[MethodResult]) -> String {
         };
         let alg =
             serde_json::to_value(r.algorithm).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let t = &r.test;
         s.push_str(&format!(
-            "{:<11} {:>6} {:>9} {:>6} {:>9.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>12}\n",
+            "{:<11} {:>6} {:>9} {:>6} {:>9.2} {:>13} {:>13} {:>13} {:>13} {:>11}\n",
             r.method,
             r.shards,
             alg,
             r.epoch,
             100.0 * r.validation.hr10,
-            100.0 * r.test.hr10,
-            100.0 * r.test.ndcg10,
-            100.0 * r.test.hr20,
-            100.0 * r.test.ndcg20,
+            pm(t.hr10, t.hr10_se),
+            pm(t.ndcg10, t.ndcg10_se),
+            pm(t.hr20, t.hr20_se),
+            pm(t.ndcg20, t.ndcg20_se),
             delta
         ));
     }
     s.push_str(&format!(
-        "(metrics x 100 over {} users; epoch chosen on validation HR@10)\n",
+        "(metrics x 100 ± standard error over {} users; epoch chosen on validation HR@10)\n",
         results.first().map_or(0, |r| r.test.users)
     ));
     s
@@ -414,5 +469,9 @@ mod tests {
         let ndcg10 = (1.0 + 1.0 / 7f64.log2()) / 4.0;
         let ndcg20 = (1.0 + 1.0 / 7f64.log2() + 1.0 / 14f64.log2()) / 4.0;
         assert!((m.ndcg10 - ndcg10).abs() < 1e-12 && (m.ndcg20 - ndcg20).abs() < 1e-12);
+        assert!((m.hr10_se - (0.25f64 / 4.0).sqrt()).abs() < 1e-12);
+        let gains = [1.0, 1.0 / 7f64.log2(), 0.0, 0.0];
+        let var = gains.iter().map(|g| (g - ndcg10).powi(2)).sum::<f64>() / 3.0;
+        assert!((m.ndcg10_se - (var / 4.0).sqrt()).abs() < 1e-12);
     }
 }

@@ -77,6 +77,9 @@ pub struct EvaluateArgs {
     /// JSON file for the results.
     #[arg(long, default_value = "evaluation.json")]
     pub out: PathBuf,
+    /// Parquet file with one row per (method, user): method, user_id, 0-based test rank.
+    #[arg(long, value_name = "FILE")]
+    pub ranks_out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

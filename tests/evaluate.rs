@@ -1,0 +1,56 @@
+//! `eemu evaluate` end to end on a tiny model: every method, metrics, ranks file.
+mod common;
+
+use std::fs::File;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::UInt32Type;
+use common::*;
+use eemu::data::synth::SynthFormat;
+use eemu::eval::{evaluate, write_ranks, EvalOptions, Targets};
+use eemu::store::Store;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use tch::Device;
+
+#[test]
+fn every_method_is_evaluated_and_ranks_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = synth_files(&dir.path().join("in"), SynthFormat::Csv, 21);
+    let mut config = demo_config();
+    config.model.feature_dim = 8;
+    config.model.user_tower = vec![16];
+    config.model.item_tower = vec![16];
+    config.model.embedding_dim = 8;
+    config.shards.count = 4;
+    config.train.batch_size = 8;
+    let store = Store::new(dir.path().join("store"));
+    ingest_into(store.root(), &files, &config).unwrap();
+    let (manifest, prepared) = store.load().unwrap();
+    tch::set_num_threads(1);
+    let methods: Vec<String> = ["retrain", "mean", "eemu", "eemu-adapt"].iter().map(|s| s.to_string()).collect();
+    let options = EvalOptions { epochs: 2, eval_every: 1, methods: methods.clone(), device: Device::Cpu, jobs: 2 };
+    let results = evaluate(&prepared, &options).unwrap();
+    let names: Vec<&str> = results.iter().map(|r| r.method.as_str()).collect();
+    assert_eq!(names, methods);
+    let shards: Vec<usize> = results.iter().map(|r| r.shards).collect();
+    assert_eq!(shards, vec![1, 4, 4, 4]);
+    for r in &results {
+        assert_eq!(r.test.users, manifest.dataset.test);
+        assert_eq!(r.test_ranks.len(), manifest.dataset.test);
+        assert!((0.0..=1.0).contains(&r.test.hr10) && r.test.hr10 <= r.test.hr20);
+        assert!(r.test.ndcg10 <= r.test.hr10 && r.test.hr10_se >= 0.0);
+        assert!((1..=2).contains(&r.epoch));
+    }
+    // Adaptation changes the scores, so at least some ranks move.
+    assert_ne!(results[2].test_ranks, results[3].test_ranks);
+    let path = dir.path().join("ranks.parquet");
+    write_ranks(&path, &prepared, &Targets::new(&prepared).unwrap(), &results).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap().build().unwrap();
+    let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 4 * manifest.dataset.test);
+    let ranks = batches[0].column_by_name("rank").unwrap().as_primitive::<UInt32Type>();
+    assert!(ranks.values().iter().all(|&r| (r as usize) < manifest.dataset.items));
+    assert_eq!(batches[0].column_by_name("user_id").unwrap().data_type(), &arrow::datatypes::DataType::Utf8);
+    assert!(batches[0].column_by_name("method").unwrap().null_count() == 0);
+}
