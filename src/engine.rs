@@ -198,9 +198,28 @@ fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
     if args.eval_every == 0 {
         bail!("--eval-every must be at least 1");
     }
-    let store = Store::new(&args.store);
-    let (_, prepared) = store.load()?;
-    check_config(cli, &prepared)?;
+    let (prepared, split_files) = match &args.train {
+        Some(train) => {
+            let config = crate::cli::resolve_config(&cli.config)?;
+            let (valid, test) =
+                (args.valid.as_ref().expect("clap requires"), args.test.as_ref().expect("clap requires"));
+            let files = crate::data::split_files::SplitFiles { train, valid, test, items: args.items.as_deref() };
+            let (dataset, split) = crate::data::split_files::read(&files, &config.ingest)?;
+            let mut provenance = Vec::new();
+            for path in [Some(train), Some(valid), Some(test), args.items.as_ref()].into_iter().flatten() {
+                provenance.push(serde_json::json!({
+                    "path": path.display().to_string(),
+                    "sha256": crate::store::files::sha256_file(path)?,
+                }));
+            }
+            (Prepared::from_split(dataset, split, &config), Some(provenance))
+        }
+        None => {
+            let (_, prepared) = Store::new(&args.store).load()?;
+            check_config(cli, &prepared)?;
+            (prepared, None)
+        }
+    };
     let device = parse_device(&args.device)?;
     if device == Device::Cpu {
         tch::set_num_threads(1);
@@ -221,15 +240,22 @@ fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
     if let Some(path) = &args.ranks_out {
         crate::eval::write_ranks(path, &prepared, &crate::eval::Targets::new(&prepared)?, &results)?;
     }
-    let split_rule = if prepared.dataset.interactions.timestamp.is_some() {
+    let split_rule = if split_files.is_some() {
+        "supplied by the user: --train, --valid, --test files"
+    } else if prepared.dataset.interactions.timestamp.is_some() {
         "leave-one-out by timestamp: last = test, second-last = validation, ties keep input order"
     } else {
         "leave-one-out without timestamps: test and validation drawn at random, keyed by (seed, user id)"
     };
     let report = serde_json::json!({
-        "store": args.store.display().to_string(),
+        "store": if args.train.is_some() { serde_json::Value::Null } else { args.store.display().to_string().into() },
         "dataset": prepared.id,
-        "split": { "rule": split_rule, "seed": prepared.config.seed, "min_interactions": prepared.config.split.min_interactions },
+        "split": {
+            "rule": split_rule,
+            "seed": prepared.config.seed,
+            "min_interactions": prepared.config.split.min_interactions,
+            "files": split_files,
+        },
         "config_hash": prepared.config.hash(),
         "seed": prepared.config.seed,
         "epochs": options.epochs,

@@ -109,3 +109,72 @@ fn train_skips_shards_whose_lineage_already_has_a_model() {
     let (status, _) = text(&eemu(&["status", "--store", "s"], d));
     assert_eq!(status.matches("  trained").count(), 2, "{status}");
 }
+
+#[test]
+fn evaluate_on_a_supplied_split_ranks_test_only_items_and_checks_columns() {
+    use arrow::array::{AsArray, RecordBatch};
+    use arrow::datatypes::{Int64Type, UInt32Type};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("tiny.toml"),
+        "[model]\nfeature_dim = 4\nuser_tower = [8]\nitem_tower = [8]\nembedding_dim = 4\n[train]\nepochs = 1\nbatch_size = 2\n[shards]\ncount = 2\n",
+    )
+    .unwrap();
+    // Items 10..=13. User 1 trained on 10, 11, 13: its test item 12 (which occurs only in the
+    // test file) is the only unmasked candidate left, so its rank is 0 whatever the model.
+    std::fs::write(d.join("train.tsv"), "user_id\titem_id\n1\t10\n1\t11\n1\t13\n2\t10\n2\t11\n3\t13\n3\t10\n").unwrap();
+    std::fs::write(d.join("valid.csv"), "user_id,item_id\n1,11\n2,13\n").unwrap();
+    std::fs::write(d.join("test.csv"), "user_id,item_id\n1,12\n2,13\n").unwrap();
+    let args = [
+        "evaluate",
+        "--config",
+        "tiny.toml",
+        "--train",
+        "train.tsv",
+        "--valid",
+        "valid.csv",
+        "--test",
+        "test.csv",
+        "--device",
+        "cpu",
+        "--methods",
+        "retrain,mean",
+        "--out",
+        "eval.json",
+        "--ranks-out",
+        "ranks.parquet",
+    ];
+    let o = eemu(&args, d);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("retrain") && out.contains("mean"), "{out}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(report["split"]["files"].as_array().unwrap().len(), 3);
+    assert_eq!(report["results"][0]["test"]["users"], 2, "user 3 has no test row: trained on, not evaluated");
+    let file = std::fs::File::open(d.join("ranks.parquet")).unwrap();
+    let batches: Vec<RecordBatch> = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect();
+    let b = &batches[0];
+    let users = b.column_by_name("user_id").unwrap().as_primitive::<Int64Type>();
+    let ranks = b.column_by_name("rank").unwrap().as_primitive::<UInt32Type>();
+    assert_eq!(b.num_rows(), 4);
+    for i in 0..b.num_rows() {
+        if users.value(i) == 1 {
+            assert_eq!(ranks.value(i), 0, "user 1's test item is the only candidate left");
+        } else {
+            // user 2: items 12 and 13 are unmasked, so the rank is 0 or 1.
+            assert!(ranks.value(i) <= 1);
+        }
+    }
+    std::fs::write(d.join("bad.csv"), "user_id,item\n1,12\n").unwrap();
+    let mut bad = args;
+    bad[8] = "bad.csv";
+    let o = eemu(&bad, d);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(text(&o).1.contains("bad.csv:1: column 'item_id': column is missing"), "{:?}", text(&o));
+}

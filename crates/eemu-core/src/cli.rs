@@ -80,6 +80,20 @@ pub struct EvaluateArgs {
     /// Parquet file with one row per (method, user): method, user_id, 0-based test rank.
     #[arg(long, value_name = "FILE")]
     pub ranks_out: Option<PathBuf>,
+    /// Evaluate on a supplied split instead of a store: training rows (TSV, CSV or Parquet;
+    /// columns user_id, item_id, optional timestamp, named as in [ingest]). Needs --valid and
+    /// --test; the settings come from --config.
+    #[arg(long, value_name = "FILE", requires_all = ["valid", "test"])]
+    pub train: Option<PathBuf>,
+    /// Validation rows of a supplied split (one per user at most).
+    #[arg(long, value_name = "FILE", requires = "train")]
+    pub valid: Option<PathBuf>,
+    /// Test rows of a supplied split (one per user at most; users without one are not evaluated).
+    #[arg(long, value_name = "FILE", requires = "train")]
+    pub test: Option<PathBuf>,
+    /// Candidate items to rank over (column item_id); default: every item of the three files.
+    #[arg(long, value_name = "FILE", requires = "train")]
+    pub items: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ pub mod generic;
 pub mod movielens;
 pub mod shard;
 pub mod split;
+pub mod split_files;
 pub mod synth;
 pub mod table;
 

@@ -54,6 +54,22 @@ impl Table {
         }
     }
 
+    /// The column names of a CSV header or a Parquet schema.
+    pub fn column_names(path: &Path, delimiter: u8) -> Result<Vec<String>> {
+        let file = path.display().to_string();
+        if is_parquet(path) {
+            let handle = File::open(path).with_context(|| format!("cannot open {file}"))?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(handle).map_err(|e| {
+                EemuError::input(&file, Location::File, None, format!("not a readable Parquet file: {e}"))
+            })?;
+            return Ok(builder.schema().fields().iter().map(|f| f.name().clone()).collect());
+        }
+        let handle = File::open(path).with_context(|| format!("cannot open {file}"))?;
+        let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).has_headers(true).from_reader(handle);
+        let header = reader.headers().map_err(|e| csv_error(&file, e))?;
+        Ok(header.iter().map(|h| h.trim().to_string()).collect())
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }

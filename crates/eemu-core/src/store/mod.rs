@@ -328,6 +328,18 @@ impl Prepared {
         let order = split::canonical_order(&dataset.interactions);
         dataset.interactions = dataset.interactions.select(&order);
         let split = split::assign(&dataset.interactions, &dataset.users.ids, &config.split, config.seed);
+        Self::with_split(dataset, split, config)
+    }
+
+    /// Like `new`, with the split given per row (a split supplied by the user).
+    pub fn from_split(mut dataset: Dataset, split: Vec<Split>, config: &Config) -> Prepared {
+        let order = split::canonical_order(&dataset.interactions);
+        dataset.interactions = dataset.interactions.select(&order);
+        let split = order.iter().map(|&r| split[r]).collect();
+        Self::with_split(dataset, split, config)
+    }
+
+    fn with_split(dataset: Dataset, split: Vec<Split>, config: &Config) -> Prepared {
         let plan = shard::assign(&dataset, &split, &config.shards, &config.shard_salt());
         let lineages = lineage::shard_lineages(&dataset, &split, &plan, config);
         let id = dataset_id(&dataset, &split, &plan, &lineages);
