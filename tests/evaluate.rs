@@ -16,13 +16,8 @@ use tch::Device;
 fn every_method_is_evaluated_and_ranks_are_written() {
     let dir = tempfile::tempdir().unwrap();
     let files = synth_files(&dir.path().join("in"), SynthFormat::Csv, 21);
-    let mut config = demo_config();
-    config.model.feature_dim = 8;
-    config.model.user_tower = vec![16];
-    config.model.item_tower = vec![16];
-    config.model.embedding_dim = 8;
+    let mut config = tiny_config();
     config.shards.count = 4;
-    config.train.batch_size = 8;
     let store = Store::new(dir.path().join("store"));
     ingest_into(store.root(), &files, &config).unwrap();
     let (manifest, prepared) = store.load().unwrap();

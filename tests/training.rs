@@ -8,15 +8,8 @@ use eemu::engine::{train_and_save, TRAIN_LOG_FILE};
 use eemu::store::{Store, MODEL_FILE};
 use tch::Device;
 
-/// A small model so the tests run in seconds.
 fn tiny(algorithm: Algorithm) -> Config {
-    let mut c = demo_config();
-    c.model.feature_dim = 8;
-    c.model.user_tower = vec![16];
-    c.model.item_tower = vec![16];
-    c.model.embedding_dim = 8;
-    c.train.epochs = 2;
-    c.train.batch_size = 8;
+    let mut c = tiny_config();
     c.train.algorithm = algorithm;
     c
 }

@@ -13,6 +13,18 @@ pub fn demo_config() -> Config {
     Config::load(&repo_path("configs/demo.toml")).expect("configs/demo.toml is valid")
 }
 
+/// The demo config with a small model and two epochs, so training tests run in seconds.
+pub fn tiny_config() -> Config {
+    let mut c = demo_config();
+    c.model.feature_dim = 8;
+    c.model.user_tower = vec![16];
+    c.model.item_tower = vec![16];
+    c.model.embedding_dim = 8;
+    c.train.epochs = 2;
+    c.train.batch_size = 8;
+    c
+}
+
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
