@@ -85,6 +85,17 @@ fn check_config(cli: &Cli, prepared: &Prepared) -> Result<()> {
 
 /// Trains one shard and publishes its model and log under its lineage folder.
 pub fn train_and_save(store: &Store, prepared: &Prepared, shard: &ShardInfo, device: Device) -> Result<TrainLog> {
+    train_and_save_with(store, prepared, shard, device, &crate::progress::Progress::new(0, ""))
+}
+
+/// `train_and_save`, advancing `progress` by one per epoch.
+fn train_and_save_with(
+    store: &Store,
+    prepared: &Prepared,
+    shard: &ShardInfo,
+    device: Device,
+    progress: &crate::progress::Progress,
+) -> Result<TrainLog> {
     let start = Instant::now();
     let config = &prepared.config;
     let data = ShardData::from_prepared(prepared, Some(shard.index));
@@ -99,6 +110,7 @@ pub fn train_and_save(store: &Store, prepared: &Prepared, shard: &ShardInfo, dev
     );
     let epochs = train_shard(&mut model, &data, &config.train, config.seed, |epoch, _, record| {
         info!(shard = shard.index, epoch, loss = format!("{:.4}", record.loss), validation_hr10 = ?record.validation_hr10, seconds = format!("{:.1}", record.seconds), "epoch");
+        progress.inc(1);
         Ok(())
     })?;
     let log = TrainLog {
@@ -150,6 +162,8 @@ fn train_command(cli: &Cli, args: &TrainArgs) -> Result<String> {
     let skipped = manifest.shards.iter().filter(|s| args.shard.is_none_or(|want| want == s.index)).count() - todo.len();
     info!(shards = todo.len(), already_trained = skipped, ?device, "training");
     let start = Instant::now();
+    let progress =
+        crate::progress::Progress::new((todo.len() * prepared.config.train.epochs) as u64, "training (shard-epochs)");
     let logs: Vec<TrainLog> = if device == Device::Cpu {
         // One torch thread per shard and shards in parallel: fast for these small ops, and the
         // result does not depend on the machine's core count.
@@ -159,7 +173,7 @@ fn train_command(cli: &Cli, args: &TrainArgs) -> Result<String> {
         let results = Mutex::new(Vec::new());
         pool.install(|| {
             todo.par_iter().for_each(|s| {
-                let r = train_and_save(&store, &prepared, s, device);
+                let r = train_and_save_with(&store, &prepared, s, device, &progress);
                 results.lock().expect("no poisoned lock").push((s.index, r));
             })
         });
@@ -167,8 +181,9 @@ fn train_command(cli: &Cli, args: &TrainArgs) -> Result<String> {
         results.sort_by_key(|r| r.0);
         results.into_iter().map(|(_, r)| r).collect::<Result<_>>()?
     } else {
-        todo.iter().map(|s| train_and_save(&store, &prepared, s, device)).collect::<Result<_>>()?
+        todo.iter().map(|s| train_and_save_with(&store, &prepared, s, device, &progress)).collect::<Result<_>>()?
     };
+    progress.finish();
     let mut out = format!(
         "trained {} shard(s) in {:.1} s on {device:?}; {skipped} already had a model for their lineage hash\n",
         logs.len(),

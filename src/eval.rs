@@ -291,6 +291,7 @@ fn run_method(
             (d, m, a)
         })
         .collect();
+    let progress = crate::progress::Progress::new(o.epochs as u64, &format!("{name}: epochs"));
     let mut best: Option<(usize, Metrics, Metrics, Vec<usize>, Vec<Tensor>)> = None;
     let mut curve = Vec::new();
     let mut epoch = 0;
@@ -309,6 +310,7 @@ fn run_method(
                 .collect()
         });
         epoch += block;
+        progress.inc(block as u64);
         let scores = mean_scores(state.iter().map(|(_, m, _)| model_scores(m, t)).collect());
         let (vr, tr) = ranks(&scores, t);
         let (vm, tm) = (Metrics::from_ranks(&vr), Metrics::from_ranks(&tr));
@@ -324,6 +326,7 @@ fn run_method(
             best = Some((epoch, vm, tm, tr, state.iter().map(|(_, m, _)| m.params.copy()).collect()));
         }
     }
+    progress.finish();
     let (epoch, validation, test, test_ranks, snapshot) = best.expect("at least one evaluation");
     let mut models: Vec<TwoTower> = state.into_iter().map(|(_, m, _)| m).collect();
     for (m, s) in models.iter_mut().zip(&snapshot) {

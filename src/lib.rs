@@ -8,5 +8,6 @@ pub use eemu_core::{cli, config, data, error, ingest, status, store};
 pub mod engine;
 pub mod eval;
 pub mod model;
+pub mod progress;
 pub mod train;
 pub mod version;
