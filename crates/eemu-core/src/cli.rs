@@ -47,6 +47,9 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Show a store: dataset, features, shards with lineage hashes and training state, coverage.
     Status(StatusArgs),
+    /// Write the store's evaluation split as train.csv, valid.csv and test.csv (original ids),
+    /// for other tools or for `eemu evaluate --train/--valid/--test`.
+    ExportSplit(ExportSplitArgs),
     /// Train the shard models whose lineage hash has no model yet (libtorch; CPU or CUDA).
     Train(TrainArgs),
     /// Compare RETRAIN, sharded Mean, EEMU and EEMU with per-user adaptation (leave-one-out,
@@ -94,6 +97,16 @@ pub struct EvaluateArgs {
     /// Candidate items to rank over (column item_id); default: every item of the three files.
     #[arg(long, value_name = "FILE", requires = "train")]
     pub items: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportSplitArgs {
+    /// Store folder.
+    #[arg(long, default_value = "eemu-store")]
+    pub store: PathBuf,
+    /// Output folder (created).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -278,6 +291,21 @@ fn execute_data(config_path: &Option<PathBuf>, command: &Command) -> Result<Stri
             } else {
                 Ok(status::text(&store, &manifest))
             }
+        }
+        Command::ExportSplit(a) => {
+            let (_, prepared) = Store::new(&a.store).load()?;
+            let paths = crate::data::split_files::write(&prepared.dataset, &prepared.split, &a.out)?;
+            let count = |s: crate::data::split::Split| prepared.split.iter().filter(|&&x| x == s).count();
+            use crate::data::split::Split;
+            Ok(format!(
+                "wrote {} training, {} validation and {} test rows:\n  {}\n  {}\n  {}\n",
+                count(Split::Train),
+                count(Split::Valid),
+                count(Split::Test),
+                paths[0].display(),
+                paths[1].display(),
+                paths[2].display()
+            ))
         }
         Command::Train(_) | Command::Evaluate(_) => bail!("this command runs in eemu-engine"),
     }

@@ -125,11 +125,39 @@ pub fn read(files: &SplitFiles, config: &IngestConfig) -> Result<(Dataset, Vec<S
     Ok((dataset, split))
 }
 
+/// Writes a dataset's split as `train.csv`, `valid.csv` and `test.csv` in `dir` (original ids,
+/// and the timestamp when the dataset has one), the layout `read` takes back.
+pub fn write(dataset: &Dataset, split: &[Split], dir: &Path) -> Result<[std::path::PathBuf; 3]> {
+    use std::fmt::Write as _;
+    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let x = &dataset.interactions;
+    let header = if x.timestamp.is_some() { "user_id,item_id,timestamp\n" } else { "user_id,item_id\n" };
+    let mut texts = [header.to_string(), header.to_string(), header.to_string()];
+    for r in 0..x.len() {
+        let text = &mut texts[split[r] as usize];
+        let (u, i) = (dataset.users.ids.display(x.user[r]), dataset.items.ids.display(x.item[r]));
+        for field in [&u, &i] {
+            if field.contains([',', '"', '\n', '\r']) {
+                anyhow::bail!("id {field:?} contains a CSV delimiter or quote; export to CSV is not possible");
+            }
+        }
+        let _ = match &x.timestamp {
+            Some(t) => writeln!(text, "{u},{i},{}", t[r]),
+            None => writeln!(text, "{u},{i}"),
+        };
+    }
+    let paths = [dir.join("train.csv"), dir.join("valid.csv"), dir.join("test.csv")];
+    for (path, text) in paths.iter().zip(&texts) {
+        crate::store::files::write_atomic(path, text.as_bytes())?;
+    }
+    Ok(paths)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    fn write_file(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
         p
@@ -138,10 +166,10 @@ mod tests {
     #[test]
     fn rows_keep_their_role_and_test_only_items_join_the_catalog() {
         let dir = tempfile::tempdir().unwrap();
-        let train = write(dir.path(), "train.tsv", "user_id\titem_id\n1\t10\n1\t11\n2\t10\n3\t12\n");
-        let valid = write(dir.path(), "valid.csv", "user_id,item_id\n1,12\n");
-        let test = write(dir.path(), "test.csv", "user_id,item_id\n1,99\n2,11\n");
-        let items = write(dir.path(), "items.csv", "item_id\n10\n11\n12\n99\n100\n");
+        let train = write_file(dir.path(), "train.tsv", "user_id\titem_id\n1\t10\n1\t11\n2\t10\n3\t12\n");
+        let valid = write_file(dir.path(), "valid.csv", "user_id,item_id\n1,12\n");
+        let test = write_file(dir.path(), "test.csv", "user_id,item_id\n1,99\n2,11\n");
+        let items = write_file(dir.path(), "items.csv", "item_id\n10\n11\n12\n99\n100\n");
         let files = SplitFiles { train: &train, valid: &valid, test: &test, items: Some(&items) };
         let (d, split) = read(&files, &IngestConfig::default()).unwrap();
         assert_eq!(d.items.ids, Ids::Int(vec![10, 11, 12, 99, 100]));
@@ -153,11 +181,26 @@ mod tests {
     }
 
     #[test]
+    fn a_written_split_reads_back_with_the_same_rows_and_roles() {
+        let dir = tempfile::tempdir().unwrap();
+        let train = write_file(dir.path(), "train.csv", "user_id,item_id,timestamp\na,10,1\na,11,2\nb,10,3\n");
+        let valid = write_file(dir.path(), "valid.csv", "user_id,item_id,timestamp\na,12,5\n");
+        let test = write_file(dir.path(), "test.csv", "user_id,item_id,timestamp\na,13,6\nb,12,7\n");
+        let files = SplitFiles { train: &train, valid: &valid, test: &test, items: None };
+        let (d, split) = read(&files, &IngestConfig::default()).unwrap();
+        let out = dir.path().join("out");
+        let paths = write(&d, &split, &out).unwrap();
+        let again = SplitFiles { train: &paths[0], valid: &paths[1], test: &paths[2], items: None };
+        let (d2, split2) = read(&again, &IngestConfig::default()).unwrap();
+        assert_eq!((d2, split2), (d, split));
+    }
+
+    #[test]
     fn a_missing_column_names_the_file_and_column() {
         let dir = tempfile::tempdir().unwrap();
-        let train = write(dir.path(), "train.csv", "user_id,item_id\n1,10\n");
-        let valid = write(dir.path(), "valid.csv", "user_id,item\n1,12\n");
-        let test = write(dir.path(), "test.csv", "user_id,item_id\n1,11\n");
+        let train = write_file(dir.path(), "train.csv", "user_id,item_id\n1,10\n");
+        let valid = write_file(dir.path(), "valid.csv", "user_id,item\n1,12\n");
+        let test = write_file(dir.path(), "test.csv", "user_id,item_id\n1,11\n");
         let files = SplitFiles { train: &train, valid: &valid, test: &test, items: None };
         let e = format!("{:#}", read(&files, &IngestConfig::default()).unwrap_err());
         assert!(e.contains("valid.csv:1: column 'item_id': column is missing"), "{e}");
@@ -166,9 +209,9 @@ mod tests {
     #[test]
     fn two_test_items_for_one_user_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
-        let train = write(dir.path(), "train.csv", "user_id,item_id\n1,10\n");
-        let valid = write(dir.path(), "valid.csv", "user_id,item_id\n1,12\n");
-        let test = write(dir.path(), "test.csv", "user_id,item_id\n1,11\n1,13\n");
+        let train = write_file(dir.path(), "train.csv", "user_id,item_id\n1,10\n");
+        let valid = write_file(dir.path(), "valid.csv", "user_id,item_id\n1,12\n");
+        let test = write_file(dir.path(), "test.csv", "user_id,item_id\n1,11\n1,13\n");
         let files = SplitFiles { train: &train, valid: &valid, test: &test, items: None };
         let e = format!("{:#}", read(&files, &IngestConfig::default()).unwrap_err());
         assert!(e.contains("test.csv:3: column 'user_id'") && e.contains("already has a held-out item"), "{e}");
