@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
+use crate::data::split::Split;
 use crate::data::synth::{self, SynthFormat, SynthParams};
 use crate::ingest::{self, IngestRequest, InputFormat};
 use crate::status;
@@ -18,8 +19,9 @@ Logs go to stderr (EEMU_LOG=debug for more); results go to stdout.";
 /// eemu: batch inference for exactly unlearnable recommendation models (EEMU).
 ///
 /// Interactions are split into shards by a keyed hash of each row, so deleting rows retrains only
-/// the shards that held them. Typical flow: `eemu ingest` a dataset into a store, then inspect it
-/// with `eemu status`. `eemu synth` generates demo data.
+/// the shards that held them. Typical flow: `eemu ingest` a dataset into a store, inspect it with
+/// `eemu status`, `eemu train` the shard models, and compare methods with `eemu evaluate`.
+/// `eemu synth` generates demo data.
 #[derive(Debug, Parser)]
 #[command(name = "eemu", disable_version_flag = true, after_help = AFTER_HELP)]
 pub struct Cli {
@@ -295,8 +297,7 @@ fn execute_data(config_path: &Option<PathBuf>, command: &Command) -> Result<Stri
         Command::ExportSplit(a) => {
             let (_, prepared) = Store::new(&a.store).load()?;
             let paths = crate::data::split_files::write(&prepared.dataset, &prepared.split, &a.out)?;
-            let count = |s: crate::data::split::Split| prepared.split.iter().filter(|&&x| x == s).count();
-            use crate::data::split::Split;
+            let count = |s: Split| prepared.split.iter().filter(|&&x| x == s).count();
             Ok(format!(
                 "wrote {} training, {} validation and {} test rows:\n  {}\n  {}\n  {}\n",
                 count(Split::Train),
