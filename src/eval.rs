@@ -121,6 +121,10 @@ impl Metrics {
 /// item that comes first.
 pub fn rank_of(scores: &[f32], target: usize, masked: &[u32]) -> usize {
     let t = scores[target];
+    if t.is_nan() {
+        // No score is no evidence: the held-out item ranks last among the candidates.
+        return (0..scores.len()).filter(|&i| i != target && masked.binary_search(&(i as u32)).is_err()).count();
+    }
     scores
         .iter()
         .enumerate()
@@ -164,7 +168,9 @@ fn adapted_scores(model: &TwoTower, t: &Targets, sets: &[(Vec<i64>, Vec<i64>)], 
         let (pos, neg) = &sets[k];
         let mut adapted = base.copy().set_requires_grad(true);
         let mut adam = Adam::new(&adapted, cfg.train.learning_rate);
-        for _ in 0..cfg.adapt.steps {
+        // A user without training items has no adaptation set: scored by the shard model as is.
+        let steps = if pos.is_empty() { 0 } else { cfg.adapt.steps };
+        for _ in 0..steps {
             let p = model.params.views(&adapted);
             let u = model.user_vectors(&p, &Tensor::from_slice(&[user as i64]).to_device(model.device));
             let items: Vec<i64> = pos.iter().chain(neg).copied().collect();
@@ -462,6 +468,8 @@ mod tests {
         // masking items 1 and 0 leaves only item 3 ahead.
         assert_eq!(rank_of(&scores, 2, &[0, 1]), 1);
         assert_eq!(rank_of(&scores, 0, &[]), 2);
+        // a missing (NaN) score ranks last among the unmasked candidates
+        assert_eq!(rank_of(&[0.1, f32::NAN, 0.3], 1, &[2]), 1);
     }
 
     #[test]

@@ -125,7 +125,8 @@ fn evaluate_on_a_supplied_split_ranks_test_only_items_and_checks_columns() {
     // test file) is the only unmasked candidate left, so its rank is 0 whatever the model.
     std::fs::write(d.join("train.tsv"), "user_id\titem_id\n1\t10\n1\t11\n1\t13\n2\t10\n2\t11\n3\t13\n3\t10\n").unwrap();
     std::fs::write(d.join("valid.csv"), "user_id,item_id\n1,11\n2,13\n").unwrap();
-    std::fs::write(d.join("test.csv"), "user_id,item_id\n1,12\n2,13\n").unwrap();
+    // User 4 occurs only in the test file: evaluated with no training items to mask.
+    std::fs::write(d.join("test.csv"), "user_id,item_id\n1,12\n2,13\n4,10\n").unwrap();
     let args = [
         "evaluate",
         "--config",
@@ -139,7 +140,7 @@ fn evaluate_on_a_supplied_split_ranks_test_only_items_and_checks_columns() {
         "--device",
         "cpu",
         "--methods",
-        "retrain,mean",
+        "retrain,mean,eemu-adapt",
         "--out",
         "eval.json",
         "--ranks-out",
@@ -151,7 +152,7 @@ fn evaluate_on_a_supplied_split_ranks_test_only_items_and_checks_columns() {
     assert!(out.contains("retrain") && out.contains("mean"), "{out}");
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("eval.json")).unwrap()).unwrap();
     assert_eq!(report["split"]["files"].as_array().unwrap().len(), 3);
-    assert_eq!(report["results"][0]["test"]["users"], 2, "user 3 has no test row: trained on, not evaluated");
+    assert_eq!(report["results"][0]["test"]["users"], 3, "user 3 has no test row: trained on, not evaluated");
     let file = std::fs::File::open(d.join("ranks.parquet")).unwrap();
     let batches: Vec<RecordBatch> = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .unwrap()
@@ -162,13 +163,14 @@ fn evaluate_on_a_supplied_split_ranks_test_only_items_and_checks_columns() {
     let b = &batches[0];
     let users = b.column_by_name("user_id").unwrap().as_primitive::<Int64Type>();
     let ranks = b.column_by_name("rank").unwrap().as_primitive::<UInt32Type>();
-    assert_eq!(b.num_rows(), 4);
+    assert_eq!(b.num_rows(), 9);
     for i in 0..b.num_rows() {
-        if users.value(i) == 1 {
-            assert_eq!(ranks.value(i), 0, "user 1's test item is the only candidate left");
-        } else {
+        match users.value(i) {
+            1 => assert_eq!(ranks.value(i), 0, "user 1's test item is the only candidate left"),
             // user 2: items 12 and 13 are unmasked, so the rank is 0 or 1.
-            assert!(ranks.value(i) <= 1);
+            2 => assert!(ranks.value(i) <= 1),
+            // user 4: nothing masked, 4 items
+            _ => assert!(ranks.value(i) <= 3),
         }
     }
     std::fs::write(d.join("bad.csv"), "user_id,item\n1,12\n").unwrap();
