@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use eemu::config::{Algorithm, Config};
 use eemu::ingest::{ingest, IngestRequest, InputFormat};
-use eemu::model::TwoTower;
 use eemu::store::Store;
 use eemu::train::{train_epoch, Adam, ShardData};
 use tch::Device;
@@ -35,15 +34,7 @@ fn main() {
         let mut cfg = config.train.clone();
         cfg.algorithm = algorithm;
         let data = ShardData::from_prepared(&prepared, Some(0));
-        let mut model = TwoTower::new(
-            &config.model,
-            &prepared.dataset.users,
-            &prepared.dataset.items,
-            &data.present,
-            config.seed,
-            0,
-            Device::Cpu,
-        );
+        let mut model = data.new_model(&prepared, Device::Cpu);
         let mut adam = Adam::new(&model.params.flat, cfg.learning_rate);
         let start = Instant::now();
         let loss = train_epoch(&mut model, &data, &cfg, &mut adam, config.seed, 1);

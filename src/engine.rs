@@ -99,15 +99,7 @@ fn train_and_save_with(
     let start = Instant::now();
     let config = &prepared.config;
     let data = ShardData::from_prepared(prepared, Some(shard.index));
-    let mut model = TwoTower::new(
-        &config.model,
-        &prepared.dataset.users,
-        &prepared.dataset.items,
-        &data.present,
-        config.seed,
-        shard.index,
-        device,
-    );
+    let mut model = data.new_model(prepared, device);
     let epochs = train_shard(&mut model, &data, &config.train, config.seed, |epoch, _, record| {
         info!(shard = shard.index, epoch, loss = format!("{:.4}", record.loss), validation_hr10 = ?record.validation_hr10, seconds = format!("{:.1}", record.seconds), "epoch");
         progress.inc(1);

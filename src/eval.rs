@@ -284,15 +284,7 @@ fn run_method(
         .iter()
         .map(|&s| {
             let d = ShardData::from_prepared(p, s);
-            let m = TwoTower::new(
-                &config.model,
-                &p.dataset.users,
-                &p.dataset.items,
-                &d.present,
-                config.seed,
-                d.shard,
-                o.device,
-            );
+            let m = d.new_model(p, o.device);
             let a = Adam::new(&m.params.flat, train_cfg.learning_rate);
             (d, m, a)
         })

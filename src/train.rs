@@ -105,6 +105,12 @@ impl ShardData {
     pub fn rows(&self) -> usize {
         self.support.iter().chain(&self.query).map(Vec::len).sum()
     }
+
+    /// A freshly initialised model for this shard (seeded by the config's seed and the shard).
+    pub fn new_model(&self, p: &Prepared, device: tch::Device) -> TwoTower {
+        let c = &p.config;
+        TwoTower::new(&c.model, &p.dataset.users, &p.dataset.items, &self.present, c.seed, self.shard, device)
+    }
 }
 
 /// Adam as in PyTorch (betas 0.9 / 0.999, eps 1e-8, no weight decay, dense), over the flat
