@@ -6,7 +6,7 @@ DEMO_DIR ?= demo-data
 DEMO_STORE ?= $(DEMO_DIR)/store
 EEMU := target/release/eemu
 
-.PHONY: setup build demo test bench-ingest bench-train fmt lint clean-demo
+.PHONY: setup build demo test bench-ingest bench-train bench-scoring bench-consensus fmt lint clean-demo
 
 setup:
 	@scripts/setup.sh
@@ -14,13 +14,15 @@ setup:
 build: setup
 	$(ENV) cargo build --release --locked --workspace
 
-## demo: generate the demo dataset, ingest it into a store and show the store's status.
+## demo: generate the demo dataset, ingest it, run the nightly job (train + batch inference)
+## and print where the top-K lists are.
 demo: build
 	$(EEMU) synth --out $(DEMO_DIR)/synth --seed 7
 	$(EEMU) ingest --config configs/demo.toml --format csv \
 		--input $(DEMO_DIR)/synth/interactions.csv \
 		--users $(DEMO_DIR)/synth/users.csv --items $(DEMO_DIR)/synth/items.csv \
 		--store $(DEMO_STORE)
+	$(EEMU) nightly --store $(DEMO_STORE)
 	$(EEMU) status --store $(DEMO_STORE)
 
 ## test: the whole test suite (what CI runs). Release profile: shares the build with `make demo`.
@@ -35,6 +37,17 @@ bench-ingest: build
 ## bench-train: meta-training throughput (users/s, s/epoch) on ../shared/data/ml-100k, CPU.
 bench-train: build
 	$(ENV) cargo bench --locked --bench train
+
+## bench-scoring: scoring + top-K throughput (users/s), 100k users x 50k items, S = 8, d = 128, CPU.
+bench-scoring: build
+	$(ENV) cargo bench --locked --bench scoring
+
+## bench-consensus: consensus time and peak memory, dense vs factorized (5k, 50k, 1M users).
+bench-consensus:
+	cargo bench --locked -p eemu-core --bench consensus -- --users 5000 --method dense
+	cargo bench --locked -p eemu-core --bench consensus -- --users 5000 --method factorized
+	cargo bench --locked -p eemu-core --bench consensus -- --users 50000 --method factorized
+	cargo bench --locked -p eemu-core --bench consensus -- --users 1000000 --method factorized
 
 fmt:
 	cargo fmt --all

@@ -3,7 +3,10 @@
 //! seconds per epoch for that shard, and the estimate for a full epoch of all 8 shards on this
 //! machine's cores (shards train in parallel, one libtorch thread each).
 //!
-//!   make bench-train        (or: cargo bench --bench train)
+//!   make bench-train        (or: cargo bench --bench train -- [--device cpu|cuda] [--data DIR])
+//!
+//! `--data` names the ml-100k folder (default ../shared/data/ml-100k); on `--device cuda` the
+//! shard trains on the GPU (one shard: the estimate for all shards is S times the shard's time).
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -15,38 +18,50 @@ use tch::Device;
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let input = root.join("../shared/data/ml-100k");
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned());
+    let input = arg("--data").map_or_else(|| root.join("../shared/data/ml-100k"), PathBuf::from);
+    let device = match arg("--device").as_deref() {
+        Some("cuda") => Device::Cuda(0),
+        _ => Device::Cpu,
+    };
+    let config_path = arg("--config").map_or_else(|| root.join("configs/ml-100k.toml"), PathBuf::from);
     if !input.join("u.data").is_file() {
         println!("train bench: {} not present, nothing measured", input.display());
         return;
     }
     eemu::engine::tune_allocator();
     tch::set_num_threads(1);
-    let config = Config::load(&root.join("configs/ml-100k.toml")).expect("config");
+    let config = Config::load(&config_path).expect("config");
     let tmp = tempfile::tempdir().expect("temp dir");
     let store = Store::new(tmp.path().join("store"));
     let request = IngestRequest { format: InputFormat::Ml100k, input, users: None, items: None };
     ingest(&request, &config, &store).expect("ingest");
     let (_, prepared) = store.load().expect("load");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("train ml-100k, shard 0 of {}, one epoch, CPU, 1 libtorch thread", config.shards.count);
+    println!("train ml-100k, shard 0 of {}, one epoch, {device:?}, 1 libtorch thread", config.shards.count);
     for algorithm in [Algorithm::Fomaml, Algorithm::Maml, Algorithm::Reptile, Algorithm::Standard] {
         let mut cfg = config.train.clone();
         cfg.algorithm = algorithm;
         let data = ShardData::from_prepared(&prepared, Some(0));
-        let mut model = data.new_model(&prepared, Device::Cpu);
+        let mut model = data.new_model(&prepared, device);
         let mut adam = Adam::new(&model.params.flat, cfg.learning_rate);
         let start = Instant::now();
         let loss = train_epoch(&mut model, &data, &cfg, &mut adam, config.seed, 1);
         let seconds = start.elapsed().as_secs_f64();
         let users = data.users.len();
         println!(
-            "  {:<9} {users} users, {:.1} s/epoch, {:.0} users/s, loss {loss:.4}; all {} shards on {cores} core(s): ~{:.0} s/epoch",
+            "  {:<9} {users} users, {:.1} s/epoch, {:.0} users/s, loss {loss:.4}; all {} shards on {}: ~{:.0} s/epoch",
             format!("{algorithm:?}").to_lowercase(),
             seconds,
             users as f64 / seconds,
             config.shards.count,
-            seconds * config.shards.count as f64 / cores.min(config.shards.count) as f64
+            if device == Device::Cpu { format!("{cores} core(s)") } else { "one GPU, one after another".into() },
+            if device == Device::Cpu {
+                seconds * config.shards.count as f64 / cores.min(config.shards.count) as f64
+            } else {
+                seconds * config.shards.count as f64
+            }
         );
     }
 }

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use tch::Device;
 use tracing::info;
 
-use crate::cli::{execute, Cli, Command, EvaluateArgs, Outcome, TrainArgs};
+use crate::cli::{execute, Cli, Command, EvaluateArgs, InferArgs, LayoutArg, Outcome, TrainArgs};
 use crate::model::TwoTower;
 use crate::store::files::{sync_dir, temp_path};
 use crate::store::{Prepared, ShardInfo, Store, MODEL_FILE};
@@ -27,6 +27,8 @@ pub fn execute_engine(cli: &Cli) -> Result<String> {
     match &cli.command {
         Some(Command::Train(args)) => train_command(cli, args),
         Some(Command::Evaluate(args)) => evaluate_command(cli, args),
+        Some(Command::Infer(args)) => infer_command(cli, args, false),
+        Some(Command::Nightly(args)) => infer_command(cli, args, true),
         _ => match execute(cli)? {
             Outcome::Done(out) => Ok(out),
             Outcome::NeedsEngine => bail!("internal error: no engine implementation for this command"),
@@ -145,27 +147,41 @@ fn train_command(cli: &Cli, args: &TrainArgs) -> Result<String> {
             bail!("--shard {s}: the store has shards 0..{}", manifest.shards.len() - 1);
         }
     }
+    let start = Instant::now();
+    let (logs, skipped) = train_missing(&store, &manifest, &prepared, args.shard, device, args.jobs)?;
+    Ok(train_summary(&logs, skipped, start.elapsed().as_secs_f64(), device))
+}
+
+/// Trains the shards (all, or only `only`) whose lineage has no model yet. Returns their logs
+/// and how many already had a model.
+fn train_missing(
+    store: &Store,
+    manifest: &crate::store::Manifest,
+    prepared: &Prepared,
+    only: Option<usize>,
+    device: Device,
+    jobs: Option<usize>,
+) -> Result<(Vec<TrainLog>, usize)> {
     let todo: Vec<&ShardInfo> = manifest
         .shards
         .iter()
-        .filter(|s| args.shard.is_none_or(|want| want == s.index))
+        .filter(|s| only.is_none_or(|want| want == s.index))
         .filter(|s| !store.is_trained(s))
         .collect();
-    let skipped = manifest.shards.iter().filter(|s| args.shard.is_none_or(|want| want == s.index)).count() - todo.len();
+    let skipped = manifest.shards.iter().filter(|s| only.is_none_or(|want| want == s.index)).count() - todo.len();
     info!(shards = todo.len(), already_trained = skipped, ?device, "training");
-    let start = Instant::now();
     let progress =
         crate::progress::Progress::new((todo.len() * prepared.config.train.epochs) as u64, "training (shard-epochs)");
     let logs: Vec<TrainLog> = if device == Device::Cpu {
         // One torch thread per shard and shards in parallel: fast for these small ops, and the
         // result does not depend on the machine's core count.
         tch::set_num_threads(1);
-        let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+        let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
         let pool = rayon::ThreadPoolBuilder::new().num_threads(jobs).build()?;
         let results = Mutex::new(Vec::new());
         pool.install(|| {
             todo.par_iter().for_each(|s| {
-                let r = train_and_save_with(&store, &prepared, s, device, &progress);
+                let r = train_and_save_with(store, prepared, s, device, &progress);
                 results.lock().expect("no poisoned lock").push((s.index, r));
             })
         });
@@ -173,15 +189,18 @@ fn train_command(cli: &Cli, args: &TrainArgs) -> Result<String> {
         results.sort_by_key(|r| r.0);
         results.into_iter().map(|(_, r)| r).collect::<Result<_>>()?
     } else {
-        todo.iter().map(|s| train_and_save_with(&store, &prepared, s, device, &progress)).collect::<Result<_>>()?
+        todo.iter().map(|s| train_and_save_with(store, prepared, s, device, &progress)).collect::<Result<_>>()?
     };
     progress.finish();
+    Ok((logs, skipped))
+}
+
+fn train_summary(logs: &[TrainLog], skipped: usize, seconds: f64, device: Device) -> String {
     let mut out = format!(
-        "trained {} shard(s) in {:.1} s on {device:?}; {skipped} already had a model for their lineage hash\n",
+        "trained {} shard(s) in {seconds:.1} s on {device:?}; {skipped} already had a model for their lineage hash\n",
         logs.len(),
-        start.elapsed().as_secs_f64()
     );
-    for log in &logs {
+    for log in logs {
         let last = log.epochs.last();
         out.push_str(&format!(
             "  shard {}: {} users, {} rows, {} epochs, final loss {:.4}, validation HR@10 {}, {:.1} s\n",
@@ -194,16 +213,72 @@ fn train_command(cli: &Cli, args: &TrainArgs) -> Result<String> {
             log.seconds
         ));
     }
+    out
+}
+
+/// `eemu infer`, or `eemu nightly` (`train_first`): trains missing shards, then infers.
+fn infer_command(cli: &Cli, args: &InferArgs, train_first: bool) -> Result<String> {
+    let total = Instant::now();
+    let store = Store::new(&args.store);
+    let (manifest, prepared) = store.load()?;
+    check_config(cli, &prepared)?;
+    // [cluster] and [infer] may come from --config; training settings must be the store's.
+    let mut config = match &cli.config {
+        Some(_) => crate::cli::resolve_config(&cli.config)?,
+        None => prepared.config.clone(),
+    };
+    if let Some(layout) = args.layout {
+        config.infer.layout = match layout {
+            LayoutArg::Nested => crate::config::LayoutChoice::Nested,
+            LayoutArg::Flat => crate::config::LayoutChoice::Flat,
+        };
+    }
+    let device = parse_device(&args.device)?;
+    let mut out = String::new();
+    if train_first {
+        let start = Instant::now();
+        let (logs, skipped) = train_missing(&store, &manifest, &prepared, None, device, args.jobs)?;
+        out.push_str(&train_summary(&logs, skipped, start.elapsed().as_secs_f64(), device));
+    }
+    let threads = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let start = Instant::now();
+    let models = crate::infer::load_models(&store, &manifest, &prepared, device)?;
+    let t_load = start.elapsed().as_secs_f64();
+    let run_id = crate::infer::run_id(&prepared, &config, &models);
+    let runs_dir = store.root().join(crate::infer::RUNS_DIR);
+    if crate::output::run_complete(&runs_dir, &run_id) {
+        out.push_str(&format!(
+            "run {run_id} is already complete (same data, models and settings): {}\n",
+            runs_dir.join(&run_id).display()
+        ));
+        return Ok(out);
+    }
+    let result = crate::infer::infer(&store, &prepared, &models, &config, threads)?;
+    let folder = crate::infer::publish(&runs_dir, &run_id, &prepared, &config, &result, device, t_load, total)?;
+    let personalized = result.recs.iter().filter(|r| r.source == crate::output::Source::Personalized).count();
+    out.push_str(&format!(
+        "run {run_id}: top-{} lists for {} users ({personalized} personalized, {} popularity fallback), {} clusters ({:?} consensus), {:.1} s on {device:?}\n  {}\n",
+        config.infer.top_k,
+        result.recs.len(),
+        result.recs.len() - personalized,
+        result.clusters,
+        result.consensus,
+        total.elapsed().as_secs_f64(),
+        folder.join(crate::output::RECOMMENDATIONS_FILE).display()
+    ));
     Ok(out)
 }
 
 fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
-    const METHODS: [&str; 4] = ["retrain", "mean", "eemu", "eemu-adapt"];
+    const METHODS: [&str; 5] = ["retrain", "mean", "eemu", "eemu-adapt", "eemu-batch"];
     if let Some(bad) = args.methods.iter().find(|m| !METHODS.contains(&m.as_str())) {
         bail!("--methods: unknown method {bad:?} (known: {})", METHODS.join(", "));
     }
     if args.eval_every == 0 {
         bail!("--eval-every must be at least 1");
+    }
+    if args.batch_clusters.contains(&0) {
+        bail!("--batch-clusters: every cluster count must be at least 1");
     }
     let (prepared, split_files) = match &args.train {
         Some(train) => {
@@ -241,6 +316,7 @@ fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
         } else {
             1
         },
+        batch_clusters: args.batch_clusters.clone(),
     };
     let start = Instant::now();
     let results = crate::eval::evaluate(&prepared, &options)?;

@@ -5,15 +5,14 @@
 //! - `retrain`: one model on all training rows, plain training (the gold standard);
 //! - `mean`: the store's S shards, plain training, mean of the shard scores;
 //! - `eemu`: the store's S shards with the configured algorithm, mean of the shard scores;
-//! - `eemu-adapt`: the `eemu` models with per-user adaptation at inference (paper Algorithm 2).
+//! - `eemu-adapt`: the `eemu` models with per-user adaptation at inference (paper Algorithm 2);
+//! - `eemu-batch-K`: the `eemu` models in batch mode with K consensus clusters (Algorithm 3).
 //!
 //! The epoch of every method is chosen on the validation item (ensemble HR@10), never on the
 //! test item; the test metrics reported are those of that epoch.
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use rand::distributions::{Distribution, WeightedIndex};
-use rand::Rng;
 use rayon::prelude::*;
 use serde::Serialize;
 use tch::{Device, Tensor};
@@ -23,7 +22,7 @@ use crate::config::{Algorithm, Config};
 use crate::data::split::{user_runs, Split};
 use crate::model::TwoTower;
 use crate::store::Prepared;
-use crate::train::{hinge, stream, train_epoch, Adam, ShardData};
+use crate::train::{hinge, train_epoch, Adam, ShardData};
 
 /// Evaluation targets: per evaluated user, the validation and test item and the masked items.
 pub struct Targets {
@@ -194,33 +193,13 @@ fn adapted_scores(model: &TwoTower, t: &Targets, sets: &[(Vec<i64>, Vec<i64>)], 
     out
 }
 
-/// Adaptation sets: per user, `size` draws with replacement from the user's training items with
-/// p_i ~ exp((1/d_i - max_j 1/d_j) / T), and as many uniform negatives (not training items nor
-/// the validation item). Keyed by (seed, user): the same set for every shard, as in the reference.
+/// Adaptation sets of the evaluated users (see [`crate::infer::adaptation_set`]).
 pub fn adaptation_sets(t: &Targets, seed: u64, size: usize, temperature: f64) -> Vec<(Vec<i64>, Vec<i64>)> {
     t.users
         .iter()
         .enumerate()
         .map(|(k, &user)| {
-            let mut rng = stream(seed, user as usize, "adaptation", 0);
-            let items = &t.train_items[k];
-            if items.is_empty() {
-                return (vec![], vec![]);
-            }
-            let inv: Vec<f64> = items.iter().map(|&i| 1.0 / t.degree[i as usize].max(1) as f64).collect();
-            let max = inv.iter().cloned().fold(f64::MIN, f64::max);
-            let w: Vec<f64> = inv.iter().map(|x| ((x - max) / temperature).exp()).collect();
-            let pick = WeightedIndex::new(&w).expect("positive weights");
-            let pos: Vec<i64> = (0..size).map(|_| items[pick.sample(&mut rng)] as i64).collect();
-            let neg: Vec<i64> = (0..size)
-                .map(|_| loop {
-                    let i = rng.gen_range(0..t.n_items as u32);
-                    if items.binary_search(&i).is_err() && t.valid[k] != Some(i) {
-                        break i as i64;
-                    }
-                })
-                .collect();
-            (pos, neg)
+            crate::infer::adaptation_set(user, &t.train_items[k], t.valid[k], &t.degree, seed, size, temperature)
         })
         .collect()
 }
@@ -251,6 +230,8 @@ pub struct EvalOptions {
     pub methods: Vec<String>,
     pub device: Device,
     pub jobs: usize,
+    /// Consensus cluster counts K of the `eemu-batch` method (one result per K).
+    pub batch_clusters: Vec<usize>,
 }
 
 fn mean_scores(parts: Vec<Vec<f32>>) -> Vec<f32> {
@@ -356,31 +337,82 @@ pub fn evaluate(p: &Prepared, o: &EvalOptions) -> Result<Vec<MethodResult>> {
     if want("mean") {
         results.push(run_method("mean", p, &t, Algorithm::Standard, false, o, &pool)?.0);
     }
-    if want("eemu") || want("eemu-adapt") {
-        let (r, models) = run_method("eemu", p, &t, p.config.train.algorithm, false, o, &pool)?;
+    if want("eemu") || want("eemu-adapt") || want("eemu-batch") {
+        let (r, mut models) = run_method("eemu", p, &t, p.config.train.algorithm, false, o, &pool)?;
+        if want("eemu") {
+            results.push(r.clone());
+        }
         if want("eemu-adapt") {
             let start = Instant::now();
             let sets = adaptation_sets(&t, p.config.seed, p.config.adapt.set_size, p.config.adapt.temperature);
-            let parts: Vec<Vec<f32>> =
-                pool.install(|| models.into_par_iter().map(|m| adapted_scores(&m, &t, &sets, &p.config)).collect());
+            let (parts, back): (Vec<Vec<f32>>, Vec<TwoTower>) =
+                pool.install(|| models.into_par_iter().map(|m| (adapted_scores(&m, &t, &sets, &p.config), m)).unzip());
+            models = back;
             let (vr, tr) = ranks(&mean_scores(parts), &t);
-            let mut adapted = r.clone();
-            adapted.method = "eemu-adapt".into();
-            adapted.validation = Metrics::from_ranks(&vr);
-            adapted.test = Metrics::from_ranks(&tr);
-            adapted.test_ranks = tr;
-            adapted.validation_curve = vec![];
-            adapted.train_seconds = r.train_seconds + start.elapsed().as_secs_f64();
+            results.push(derived(&r, "eemu-adapt".into(), vr, tr, start));
             info!(seconds = format!("{:.0}", start.elapsed().as_secs_f64()), "per-user adaptation evaluated");
-            if want("eemu") {
-                results.push(r);
+        }
+        if want("eemu-batch") {
+            for &k in &o.batch_clusters {
+                let start = Instant::now();
+                let (vr, tr) = batch_ranks(p, &t, &models, k)?;
+                results.push(derived(&r, format!("eemu-batch-{k}"), vr, tr, start));
+                info!(clusters = k, seconds = format!("{:.0}", start.elapsed().as_secs_f64()), "batch mode evaluated");
             }
-            results.push(adapted);
-        } else {
-            results.push(r);
         }
     }
     Ok(results)
+}
+
+/// A method derived from the `eemu` models at inference time (same epoch, other scores).
+fn derived(base: &MethodResult, method: String, valid: Vec<usize>, test: Vec<usize>, start: Instant) -> MethodResult {
+    let mut r = base.clone();
+    r.method = method;
+    r.validation = Metrics::from_ranks(&valid);
+    r.test = Metrics::from_ranks(&test);
+    r.test_ranks = test;
+    r.validation_curve = vec![];
+    r.train_seconds = base.train_seconds + start.elapsed().as_secs_f64();
+    r
+}
+
+/// Ranks under batch mode (paper Algorithm 3) with `k` clusters: per-shard k-means, consensus,
+/// one specialized model per (shard, cluster), mean over shards. Evaluated users in no cluster
+/// (no training rows) keep the unadapted mean scores.
+fn batch_ranks(p: &Prepared, t: &Targets, models: &[TwoTower], k: usize) -> Result<(Vec<usize>, Vec<usize>)> {
+    use crate::infer;
+    let c = &p.config;
+    let n_users = p.dataset.users.len();
+    let mut shard_labels = Vec::with_capacity(models.len());
+    for (s, m) in models.iter().enumerate() {
+        let users = ShardData::from_prepared(p, Some(s)).users;
+        let settings = infer::kmeans_settings(&c.cluster, k, c.seed, Some(s));
+        shard_labels.push(infer::compute_shard_labels(m, &users, n_users, &settings)?);
+    }
+    let labelled = (0..n_users).filter(|&u| shard_labels.iter().any(|s| s.labels[u].is_some())).count();
+    let method = infer::consensus_method(&c.cluster, labelled);
+    let consensus =
+        crate::cluster::consensus(&shard_labels, &infer::kmeans_settings(&c.cluster, k, c.seed, None), method)?;
+    let mut scores = mean_scores(models.iter().map(|m| model_scores(m, t)).collect());
+    let row_of: std::collections::HashMap<u32, usize> = t.users.iter().enumerate().map(|(k, &u)| (u, k)).collect();
+    let history = infer::History::new(p);
+    let refs: Vec<&TwoTower> = models.iter().collect();
+    for users in infer::members(&consensus) {
+        let (x, y) = infer::cluster_vectors(&refs, &users, &history, c, c.infer.adapt_steps);
+        let rows: Vec<(usize, i64)> =
+            users.iter().enumerate().filter_map(|(i, u)| row_of.get(u).map(|&r| (r, i as i64))).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let pick = Tensor::from_slice(&rows.iter().map(|r| r.1).collect::<Vec<_>>()).to_device(x.device());
+        let s = tch::no_grad(|| x.index_select(0, &pick).mm(&y.transpose(0, 1)));
+        let s = Vec::<f32>::try_from(s.to_device(Device::Cpu).flatten(0, 1)).expect("f32 scores");
+        let n = t.n_items;
+        for (j, &(r, _)) in rows.iter().enumerate() {
+            scores[r * n..(r + 1) * n].copy_from_slice(&s[j * n..(j + 1) * n]);
+        }
+    }
+    Ok(ranks(&scores, t))
 }
 
 /// Writes one Parquet row per (method, evaluated user): method, original user id, 0-based rank
@@ -415,7 +447,7 @@ pub fn write_ranks(path: &std::path::Path, p: &Prepared, t: &Targets, results: &
 pub fn table(results: &[MethodResult]) -> String {
     let retrain = results.iter().find(|r| r.method == "retrain").map(|r| r.test.hr10);
     let mut s = format!(
-        "{:<11} {:>6} {:>9} {:>6} {:>9} {:>13} {:>13} {:>13} {:>13} {:>11}\n",
+        "{:<13} {:>6} {:>9} {:>6} {:>9} {:>13} {:>13} {:>13} {:>13} {:>11}\n",
         "method", "shards", "algorithm", "epoch", "val HR@10", "HR@10", "NDCG@10", "HR@20", "NDCG@20", "vs RETRAIN"
     );
     let pm = |v: f64, se: f64| format!("{:.2}±{:.2}", 100.0 * v, 100.0 * se);
@@ -428,7 +460,7 @@ pub fn table(results: &[MethodResult]) -> String {
             serde_json::to_value(r.algorithm).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
         let t = &r.test;
         s.push_str(&format!(
-            "{:<11} {:>6} {:>9} {:>6} {:>9.2} {:>13} {:>13} {:>13} {:>13} {:>11}\n",
+            "{:<13} {:>6} {:>9} {:>6} {:>9.2} {:>13} {:>13} {:>13} {:>13} {:>11}\n",
             r.method,
             r.shards,
             alg,

@@ -3,10 +3,11 @@
 //! shards) -> `store` (dataset files, lineage) -> `model` / `train` (per-shard two-tower models)
 //! -> evaluation and inference stages. The libtorch-free stages live in `eemu-core` and are
 //! re-exported here under the same names.
-pub use eemu_core::{cli, config, data, error, ingest, status, store};
+pub use eemu_core::{cli, cluster, config, data, error, ingest, output, status, store};
 
 pub mod engine;
 pub mod eval;
+pub mod infer;
 pub mod model;
 pub mod progress;
 pub mod train;

@@ -1,4 +1,6 @@
 //! The `eemu` binary end to end: version, synth -> ingest -> status, exit codes.
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -72,9 +74,12 @@ fn bad_input_exits_3_and_bad_config_exits_2() {
 fn train_skips_shards_whose_lineage_already_has_a_model() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut config = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/demo.toml")).unwrap();
-    config.push_str("\n[model]\nfeature_dim = 8\nuser_tower = [8]\nitem_tower = [8]\nembedding_dim = 8\n\n[train]\nepochs = 1\n\n[shards]\ncount = 2\n");
-    std::fs::write(d.join("tiny.toml"), config).unwrap();
+    let mut config = common::demo_config();
+    config.model =
+        eemu::config::ModelConfig { feature_dim: 8, user_tower: vec![8], item_tower: vec![8], embedding_dim: 8 };
+    config.train.epochs = 1;
+    config.shards.count = 2;
+    common::write_config(&d.join("tiny.toml"), &config);
     let o = eemu(&["synth", "--out", "in", "--users", "40", "--items", "50", "--interactions-per-user", "8..12"], d);
     assert!(o.status.success(), "{:?}", text(&o));
     assert!(ingest_synth("tiny.toml", d).status.success());

@@ -22,13 +22,21 @@ fn every_method_is_evaluated_and_ranks_are_written() {
     ingest_into(store.root(), &files, &config).unwrap();
     let (manifest, prepared) = store.load().unwrap();
     tch::set_num_threads(1);
-    let methods: Vec<String> = ["retrain", "mean", "eemu", "eemu-adapt"].iter().map(|s| s.to_string()).collect();
-    let options = EvalOptions { epochs: 2, eval_every: 1, methods: methods.clone(), device: Device::Cpu, jobs: 2 };
+    let methods: Vec<String> =
+        ["retrain", "mean", "eemu", "eemu-adapt", "eemu-batch"].iter().map(|s| s.to_string()).collect();
+    let options = EvalOptions {
+        epochs: 2,
+        eval_every: 1,
+        methods: methods.clone(),
+        device: Device::Cpu,
+        jobs: 2,
+        batch_clusters: vec![3, 6],
+    };
     let results = evaluate(&prepared, &options).unwrap();
     let names: Vec<&str> = results.iter().map(|r| r.method.as_str()).collect();
-    assert_eq!(names, methods);
+    assert_eq!(names, ["retrain", "mean", "eemu", "eemu-adapt", "eemu-batch-3", "eemu-batch-6"]);
     let shards: Vec<usize> = results.iter().map(|r| r.shards).collect();
-    assert_eq!(shards, vec![1, 4, 4, 4]);
+    assert_eq!(shards, vec![1, 4, 4, 4, 4, 4]);
     for r in &results {
         assert_eq!(r.test.users, manifest.dataset.test);
         assert_eq!(r.test_ranks.len(), manifest.dataset.test);
@@ -36,14 +44,18 @@ fn every_method_is_evaluated_and_ranks_are_written() {
         assert!(r.test.ndcg10 <= r.test.hr10 && r.test.hr10_se >= 0.0);
         assert!((1..=2).contains(&r.epoch));
     }
-    // Adaptation changes the scores, so at least some ranks move.
+    // Adaptation changes the scores, so at least some ranks move; per cluster it differs from
+    // per user, and from another number of clusters.
     assert_ne!(results[2].test_ranks, results[3].test_ranks);
+    assert_ne!(results[2].test_ranks, results[4].test_ranks);
+    assert_ne!(results[3].test_ranks, results[4].test_ranks);
+    assert_ne!(results[4].test_ranks, results[5].test_ranks);
     let path = dir.path().join("ranks.parquet");
     write_ranks(&path, &prepared, &Targets::new(&prepared).unwrap(), &results).unwrap();
     let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap().build().unwrap();
     let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    assert_eq!(rows, 4 * manifest.dataset.test);
+    assert_eq!(rows, 6 * manifest.dataset.test);
     let ranks = batches[0].column_by_name("rank").unwrap().as_primitive::<UInt32Type>();
     assert!(ranks.values().iter().all(|&r| (r as usize) < manifest.dataset.items));
     assert_eq!(batches[0].column_by_name("user_id").unwrap().data_type(), &arrow::datatypes::DataType::Utf8);

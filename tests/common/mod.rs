@@ -25,6 +25,11 @@ pub fn tiny_config() -> Config {
     c
 }
 
+/// Writes `config` as a TOML file (for tests that run the binary).
+pub fn write_config(path: &Path, config: &Config) {
+    std::fs::write(path, toml::to_string(config).expect("config serializes to TOML")).unwrap();
+}
+
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }

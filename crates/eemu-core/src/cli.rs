@@ -57,6 +57,37 @@ pub enum Command {
     /// Compare RETRAIN, sharded Mean, EEMU and EEMU with per-user adaptation (leave-one-out,
     /// full ranking, HR@K / NDCG@K, epoch chosen on validation).
     Evaluate(EvaluateArgs),
+    /// Batch inference (paper Algorithm 3): cluster users, adapt one model per (shard, cluster),
+    /// write top-K lists for every user to <store>/runs/<run-id>/ (Parquet). Needs trained shards.
+    Infer(InferArgs),
+    /// The nightly job: train the shards whose lineage hash has no model, then `infer`.
+    /// Idempotent: a run whose inputs are unchanged is found complete and not redone.
+    Nightly(InferArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// Store folder
+    #[arg(long, default_value = "eemu-store")]
+    pub store: PathBuf,
+    /// Device: auto (CUDA when available), cpu, cuda or cuda:N
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Output layout (default: infer.layout of the config): nested = one row per user with a list
+    /// of (item_id, score, rank); flat = one row per (user, rank)
+    #[arg(long, value_enum)]
+    pub layout: Option<LayoutArg>,
+    /// CPU threads: shard models trained at once (nightly) and libtorch threads of inference
+    /// (default: number of cores)
+    #[arg(long)]
+    pub jobs: Option<usize>,
+}
+
+/// `--layout` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LayoutArg {
+    Nested,
+    Flat,
 }
 
 #[derive(Debug, Args)]
@@ -70,9 +101,13 @@ pub struct EvaluateArgs {
     /// Evaluate on validation every N epochs (the best of these epochs is reported).
     #[arg(long, default_value_t = 1)]
     pub eval_every: usize,
-    /// Methods, comma-separated: retrain, mean, eemu, eemu-adapt.
-    #[arg(long, value_delimiter = ',', default_value = "retrain,mean,eemu,eemu-adapt")]
+    /// Methods, comma-separated: retrain, mean, eemu, eemu-adapt (per-user adaptation), eemu-batch
+    /// (batch mode with each of --batch-clusters).
+    #[arg(long, value_delimiter = ',', default_value = "retrain,mean,eemu,eemu-adapt,eemu-batch")]
     pub methods: Vec<String>,
+    /// Consensus cluster counts K of eemu-batch (batch mode, paper Algorithm 3), comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "10,25,50")]
+    pub batch_clusters: Vec<usize>,
     /// Device: auto (CUDA when available), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -228,7 +263,7 @@ pub fn execute(cli: &Cli) -> Result<Outcome> {
     let Some(command) = &cli.command else {
         bail!("no command given; see `eemu --help`");
     };
-    if matches!(command, Command::Train(_) | Command::Evaluate(_)) {
+    if matches!(command, Command::Train(_) | Command::Evaluate(_) | Command::Infer(_) | Command::Nightly(_)) {
         return Ok(Outcome::NeedsEngine);
     }
     execute_data(&cli.config, command).map(Outcome::Done)
@@ -308,6 +343,8 @@ fn execute_data(config_path: &Option<PathBuf>, command: &Command) -> Result<Stri
                 paths[2].display()
             ))
         }
-        Command::Train(_) | Command::Evaluate(_) => bail!("this command runs in eemu-engine"),
+        Command::Train(_) | Command::Evaluate(_) | Command::Infer(_) | Command::Nightly(_) => {
+            bail!("this command runs in eemu-engine")
+        }
     }
 }

@@ -20,6 +20,8 @@ pub struct Config {
     pub model: ModelConfig,
     pub train: TrainConfig,
     pub adapt: AdaptConfig,
+    pub cluster: ClusterConfig,
+    pub infer: InferConfig,
 }
 
 impl Default for Config {
@@ -32,8 +34,83 @@ impl Default for Config {
             model: ModelConfig::default(),
             train: TrainConfig::default(),
             adapt: AdaptConfig::default(),
+            cluster: ClusterConfig::default(),
+            infer: InferConfig::default(),
         }
     }
+}
+
+/// Clustering of users for batch inference (paper Algorithm 3): k-means per shard on the users'
+/// embeddings from the shard model, then k-means on the co-association of those labelings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// K: clusters of each shard's k-means and of the consensus.
+    pub clusters: usize,
+    /// k-means restarts (k-means++ init each); the run with the lowest inertia is kept.
+    pub runs: usize,
+    pub max_iterations: u64,
+    /// Stop when the centroids move less than this.
+    pub tolerance: f64,
+    /// `auto`, `dense` or `factorized`.
+    pub consensus: ConsensusChoice,
+    /// With `auto`: the dense N x N co-association matrix up to this many users, factorized above.
+    pub dense_max_users: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            clusters: 25,
+            runs: 10,
+            max_iterations: 300,
+            tolerance: 1e-4,
+            consensus: ConsensusChoice::Auto,
+            dense_max_users: 5000,
+        }
+    }
+}
+
+/// How the co-association ensemble is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsensusChoice {
+    /// Dense up to `dense_max_users` labelled users, factorized above.
+    Auto,
+    /// The paper's N x N matrix (O(N^2) memory).
+    Dense,
+    /// The exact factorization through H^T H (O(N * S * K) memory).
+    Factorized,
+}
+
+/// Batch inference: one specialized model per (shard, cluster), top-K lists for every user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InferConfig {
+    /// Length of each user's list.
+    pub top_k: usize,
+    /// Steps of a fresh Adam (train.learning_rate) on a cluster's adaptation set, per shard.
+    pub adapt_steps: usize,
+    /// Users scored per matrix product.
+    pub batch_users: usize,
+    /// `nested` (one row per user) or `flat` (one row per user and rank).
+    pub layout: LayoutChoice,
+    /// Rows per Parquet row group of the output (users in the nested layout, entries in flat).
+    pub row_group_rows: usize,
+}
+
+impl Default for InferConfig {
+    fn default() -> Self {
+        Self { top_k: 100, adapt_steps: 1, batch_users: 2048, layout: LayoutChoice::Nested, row_group_rows: 16384 }
+    }
+}
+
+/// Output layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LayoutChoice {
+    Nested,
+    Flat,
 }
 
 /// Inference-time adaptation (paper Algorithm 2). Not part of any lineage hash: adapted models
@@ -367,6 +444,30 @@ impl Config {
         }
         if a.steps == 0 {
             return Err("adapt.steps must be at least 1".into());
+        }
+        let c = &self.cluster;
+        if c.clusters == 0 {
+            return Err("cluster.clusters must be at least 1".into());
+        }
+        if c.runs == 0 {
+            return Err("cluster.runs must be at least 1".into());
+        }
+        if c.max_iterations == 0 {
+            return Err("cluster.max_iterations must be at least 1".into());
+        }
+        if !(c.tolerance.is_finite() && c.tolerance > 0.0) {
+            return Err(format!("cluster.tolerance must be a positive number, got {}", c.tolerance));
+        }
+        let f = &self.infer;
+        for (field, value) in [
+            ("infer.top_k", f.top_k),
+            ("infer.adapt_steps", f.adapt_steps),
+            ("infer.batch_users", f.batch_users),
+            ("infer.row_group_rows", f.row_group_rows),
+        ] {
+            if value == 0 {
+                return Err(format!("{field} must be at least 1"));
+            }
         }
         Ok(())
     }

@@ -3,9 +3,11 @@
 //! line front (`eemu`). Kept apart from the `eemu` crate so the front binary never loads
 //! libtorch (about 0.8 s and 450 MB at start-up); the `eemu` crate re-exports these modules.
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod data;
 pub mod error;
 pub mod ingest;
+pub mod output;
 pub mod status;
 pub mod store;

@@ -1,0 +1,175 @@
+//! `eemu nightly` / `eemu infer` end to end on small synthetic data: the output read back with
+//! pyarrow (tests/check_run.py), byte-identical runs, idempotent re-runs, the label cache, and
+//! clear errors.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn eemu(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_eemu")).args(args).current_dir(cwd).output().expect("eemu runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn ok(o: Output) -> String {
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "stdout:\n{out}\nstderr:\n{err}");
+    out
+}
+
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("EEMU_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(venv.is_file(), "{} is missing: run `make setup` (it installs pyarrow)", venv.display());
+    venv
+}
+
+/// A small, fast config: production split (every row is training data), 3 shards, a tiny model.
+fn tiny() -> eemu::config::Config {
+    let mut c = common::demo_config();
+    c.split.mode = eemu::config::SplitMode::Production;
+    c.shards.count = 3;
+    c.model =
+        eemu::config::ModelConfig { feature_dim: 8, user_tower: vec![16], item_tower: vec![16], embedding_dim: 8 };
+    c.train.epochs = 2;
+    c.train.batch_size = 8;
+    c.cluster.clusters = 4;
+    c.cluster.runs = 2;
+    c.infer.top_k = 10;
+    c.infer.batch_users = 16;
+    c
+}
+
+/// Synthetic input in `d/in` (plus 3 users without interactions) and the tiny config.
+fn setup(d: &Path) {
+    common::write_config(&d.join("tiny.toml"), &tiny());
+    ok(eemu(&["synth", "--out", "in", "--users", "60", "--items", "40", "--interactions-per-user", "6..30"], d));
+    let users = d.join("in/users.csv");
+    let mut text = std::fs::read_to_string(&users).unwrap();
+    for u in ["zz-new-1", "zz-new-2", "zz-new-3"] {
+        text.push_str(&format!("{u},25,F,3\n"));
+    }
+    std::fs::write(&users, text).unwrap();
+}
+
+fn ingest(d: &Path, store: &str) {
+    let args = [
+        "ingest",
+        "--config",
+        "tiny.toml",
+        "--input",
+        "in/interactions.csv",
+        "--users",
+        "in/users.csv",
+        "--items",
+        "in/items.csv",
+        "--store",
+        store,
+    ];
+    ok(eemu(&args, d));
+}
+
+fn latest(d: &Path, store: &str) -> PathBuf {
+    let id = std::fs::read_to_string(d.join(store).join("runs/LATEST")).unwrap();
+    d.join(store).join("runs").join(id.trim())
+}
+
+fn check_run(d: &Path, run: &Path, top_k: usize) {
+    let o = Command::new(python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/check_run.py"))
+        .arg(run)
+        .args(["in/interactions.csv", "in/users.csv", "in/items.csv"])
+        .arg(top_k.to_string())
+        .current_dir(d)
+        .output()
+        .expect("python runs");
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "check_run.py failed:\n{out}\n{err}");
+}
+
+#[test]
+fn nightly_writes_checked_top_k_lists_and_reruns_are_idempotent_and_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    ingest(d, "a");
+    let out = ok(eemu(&["nightly", "--store", "a", "--device", "cpu"], d));
+    assert!(out.contains("trained 3 shard(s)") && out.contains("3 popularity fallback"), "{out}");
+    let run = latest(d, "a");
+    check_run(d, &run, 10);
+
+    // Unchanged inputs: the run is found complete, nothing is trained or written again.
+    let out = ok(eemu(&["nightly", "--store", "a", "--device", "cpu"], d));
+    assert!(out.contains("trained 0 shard(s)") && out.contains("already complete"), "{out}");
+    assert_eq!(std::fs::read_dir(d.join("a/runs")).unwrap().count(), 2, "one run folder + LATEST");
+
+    // Same data, config and seed in another store: byte-identical models, labels and output.
+    ingest(d, "b");
+    ok(eemu(&["nightly", "--store", "b", "--device", "cpu"], d));
+    let run_b = latest(d, "b");
+    assert_eq!(run.file_name(), run_b.file_name(), "same inputs, same run id");
+    let file = "recommendations.parquet";
+    assert!(std::fs::read(run.join(file)).unwrap() == std::fs::read(run_b.join(file)).unwrap());
+    let labels = |store: &str| -> Vec<Vec<u8>> {
+        let mut files: Vec<PathBuf> = glob_files(&d.join(store).join("shards"), "labels-");
+        files.sort();
+        files.iter().map(|f| std::fs::read(f).unwrap()).collect()
+    };
+    let (la, lb) = (labels("a"), labels("b"));
+    assert_eq!(la.len(), 3, "one labels file per shard");
+    assert!(la == lb);
+}
+
+/// Files under `dir` whose name starts with `prefix`.
+fn glob_files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().unwrap().to_string_lossy().starts_with(prefix) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn infer_reuses_cached_labels_writes_the_flat_layout_and_names_untrained_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    ingest(d, "s");
+    let o = eemu(&["infer", "--store", "s", "--device", "cpu"], d);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("shard 0 has no model") && err.contains("eemu train"), "{err}");
+    assert!(!d.join("s/runs").exists(), "a failed infer writes no run");
+
+    ok(eemu(&["train", "--store", "s", "--device", "cpu"], d));
+    ok(eemu(&["infer", "--store", "s", "--device", "cpu"], d));
+    let first = latest(d, "s");
+    let manifest = |run: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap()
+    };
+    let cached = |m: &serde_json::Value| -> Vec<bool> {
+        m["shards"].as_array().unwrap().iter().map(|s| s["labels_cached"].as_bool().unwrap()).collect()
+    };
+    assert_eq!(cached(&manifest(&first)), vec![false; 3]);
+
+    // Another output layout is another run; the shards' labels come from the cache.
+    let out = ok(eemu(&["infer", "--store", "s", "--device", "cpu", "--layout", "flat"], d));
+    let second = latest(d, "s");
+    assert_ne!(first, second, "{out}");
+    assert_eq!(cached(&manifest(&second)), vec![true; 3]);
+    assert_eq!(manifest(&second)["layout"], "flat");
+    check_run(d, &second, 10);
+}
