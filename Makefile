@@ -28,7 +28,7 @@ demo: build
 ## test: the whole test suite (what CI runs). Release profile: shares the build with `make demo`.
 test: setup
 	$(ENV) cargo test --release --locked --workspace
-	$(ENV) cargo bench --locked --no-run
+	$(ENV) cargo bench --locked --workspace --no-run
 
 ## bench-ingest: ingest throughput and peak memory on ../shared/data/ml-1m-partial.
 bench-ingest: build

@@ -102,6 +102,11 @@ fn nightly_writes_checked_top_k_lists_and_reruns_are_idempotent_and_byte_identic
     assert!(out.contains("trained 3 shard(s)") && out.contains("3 popularity fallback"), "{out}");
     let run = latest(d, "a");
     check_run(d, &run, 10);
+    let status = ok(eemu(&["status", "--store", "a"], d));
+    assert!(
+        status.contains(&format!("latest run    {}", Path::new("a/runs").join(run.file_name().unwrap()).display())),
+        "{status}"
+    );
 
     // Unchanged inputs: the run is found complete, nothing is trained or written again.
     let out = ok(eemu(&["nightly", "--store", "a", "--device", "cpu"], d));

@@ -66,7 +66,7 @@ impl Default for ClusterConfig {
             max_iterations: 300,
             tolerance: 1e-4,
             consensus: ConsensusChoice::Auto,
-            dense_max_users: 5000,
+            dense_max_users: 1000,
         }
     }
 }

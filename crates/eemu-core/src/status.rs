@@ -36,6 +36,7 @@ pub fn json(store: &Store, manifest: &Manifest) -> serde_json::Value {
         "store": store.root().display().to_string(),
         "manifest": manifest,
         "shards": shards,
+        "latest_run": latest_run(store).map(|d| d.display().to_string()),
     })
 }
 
@@ -123,5 +124,21 @@ pub fn text(store: &Store, manifest: &Manifest) -> String {
         .collect();
     let _ = writeln!(s, "              {}", parts.join(", "));
     let _ = writeln!(s, "              (user, shard) slices without a query row: {}", cov.slices_without_query);
+    match latest_run(store) {
+        Some(dir) => {
+            let _ = writeln!(s, "latest run    {}", dir.join("recommendations.parquet").display());
+        }
+        None => {
+            let _ = writeln!(s, "latest run    none (`eemu nightly` trains and writes one)");
+        }
+    }
     s
+}
+
+/// The folder of the run `runs/LATEST` names, when it is complete.
+pub fn latest_run(store: &Store) -> Option<std::path::PathBuf> {
+    let runs = store.root().join("runs");
+    let id = std::fs::read_to_string(runs.join("LATEST")).ok()?;
+    let dir = runs.join(id.trim());
+    dir.join("_SUCCESS").is_file().then_some(dir)
 }
