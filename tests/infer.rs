@@ -178,3 +178,43 @@ fn infer_reuses_cached_labels_writes_the_flat_layout_and_names_untrained_shards(
     assert_eq!(manifest(&second)["layout"], "flat");
     check_run(d, &second, 10);
 }
+
+#[test]
+fn verify_accepts_a_fresh_run_and_names_every_artifact_that_depends_on_deleted_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    ingest(d, "s");
+    ok(eemu(&["nightly", "--store", "s", "--device", "cpu"], d));
+    let old_run = latest(d, "s");
+    let out = ok(eemu(&["verify", "--store", "s"], d));
+    assert!(out.contains("ok: every stored artifact derives from the current data"), "{out}");
+
+    // Delete one interaction (re-ingest without it): one shard gets a new lineage, and the run
+    // computed from the old one must be reported, as must LATEST, which still names it.
+    let all = std::fs::read_to_string(d.join("in/interactions.csv")).unwrap();
+    let kept: Vec<&str> = all.lines().enumerate().filter(|(i, _)| *i != 5).map(|(_, l)| l).collect();
+    std::fs::write(d.join("in/interactions.csv"), kept.join("\n") + "\n").unwrap();
+    ingest(d, "s");
+    let o = eemu(&["verify", "--store", "s"], d);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let run_name = old_run.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(err.contains(&format!("runs/{run_name}: computed from dataset")), "{err}");
+    assert!(err.contains("runs/LATEST: names run"), "{err}");
+    assert_eq!(err.matches("uses superseded lineage").count(), 1, "exactly one shard changed: {err}");
+
+    // A stray lineage folder is reported too.
+    std::fs::create_dir_all(d.join("s/shards/0/0000stale")).unwrap();
+    let (_, err) = text(&eemu(&["verify", "--store", "s"], d));
+    assert!(err.contains("shards/0/0000stale: superseded lineage of shard 0"), "{err}");
+    std::fs::remove_dir(d.join("s/shards/0/0000stale")).unwrap();
+
+    // The nightly job retrains the changed shard and writes a new run; once the old run is gone
+    // the store verifies again.
+    let out = ok(eemu(&["nightly", "--store", "s", "--device", "cpu"], d));
+    assert!(out.contains("trained 1 shard(s)"), "{out}");
+    std::fs::remove_dir_all(&old_run).unwrap();
+    let out = ok(eemu(&["verify", "--store", "s"], d));
+    assert!(out.contains("ok"), "{out}");
+}

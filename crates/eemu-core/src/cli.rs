@@ -57,6 +57,9 @@ pub enum Command {
     /// Compare RETRAIN, sharded Mean, EEMU and EEMU with per-user adaptation (leave-one-out,
     /// full ranking, HR@K / NDCG@K, epoch chosen on validation).
     Evaluate(EvaluateArgs),
+    /// Check that every stored artifact (dataset files, shard models, labels, runs) derives from
+    /// the current data: recomputes every lineage hash; exit code 1 when anything does not match.
+    Verify(StatusArgs),
     /// Batch inference (paper Algorithm 3): cluster users, adapt one model per (shard, cluster),
     /// write top-K lists for every user to <store>/runs/<run-id>/ (Parquet). Needs trained shards.
     Infer(InferArgs),
@@ -342,6 +345,15 @@ fn execute_data(config_path: &Option<PathBuf>, command: &Command) -> Result<Stri
                 paths[1].display(),
                 paths[2].display()
             ))
+        }
+        Command::Verify(a) => {
+            let report = crate::verify::verify(&Store::new(&a.store))?;
+            let text = if a.json { serde_json::to_string_pretty(&report)? + "\n" } else { report.text() };
+            if report.ok() {
+                Ok(text)
+            } else {
+                bail!("verification failed\n{text}")
+            }
         }
         Command::Train(_) | Command::Evaluate(_) | Command::Infer(_) | Command::Nightly(_) => {
             bail!("this command runs in eemu-engine")

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::error::EemuError;
 
 /// All settings of one eemu run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Global seed: shard salts (when not set), training seeds and sampling derive from it.
@@ -22,22 +22,6 @@ pub struct Config {
     pub adapt: AdaptConfig,
     pub cluster: ClusterConfig,
     pub infer: InferConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            seed: 0,
-            ingest: IngestConfig::default(),
-            split: SplitConfig::default(),
-            shards: ShardConfig::default(),
-            model: ModelConfig::default(),
-            train: TrainConfig::default(),
-            adapt: AdaptConfig::default(),
-            cluster: ClusterConfig::default(),
-            infer: InferConfig::default(),
-        }
-    }
 }
 
 /// Clustering of users for batch inference (paper Algorithm 3): k-means per shard on the users'

@@ -11,3 +11,4 @@ pub mod ingest;
 pub mod output;
 pub mod status;
 pub mod store;
+pub mod verify;

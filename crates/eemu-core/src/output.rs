@@ -512,7 +512,7 @@ mod tests {
 
     impl TestId for String {
         fn ids(all: Vec<String>) -> Ids {
-            Ids::from_str(all)
+            Ids::from_strings(all)
         }
         fn find(ids: &Ids, id: &String) -> u32 {
             ids.find_str(id).unwrap()
@@ -678,7 +678,7 @@ mod tests {
     #[test]
     fn round_trip_mixed_id_types() {
         let dir = tempfile::tempdir().unwrap();
-        let users = Ids::from_str(vec!["u1".into(), "u2".into()]);
+        let users = Ids::from_strings(vec!["u1".into(), "u2".into()]);
         let items = Ids::from_int(vec![5, 9]);
         let recs = vec![
             UserTopK { items: vec![1, 0], scores: vec![2.0, 1.0], cluster: None, source: Source::Fallback },

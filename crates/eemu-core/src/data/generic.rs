@@ -78,7 +78,7 @@ fn entities(
         }
         let ids = match raw {
             RawIds::Int(v) => Ids::from_int(v.clone()),
-            RawIds::Str(v) => Ids::from_str(v.clone()),
+            RawIds::Str(v) => Ids::from_strings(v.clone()),
         };
         return Ok(Entities { ids, features: vec![] });
     };

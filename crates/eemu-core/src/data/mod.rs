@@ -31,7 +31,7 @@ impl Ids {
     }
 
     /// Sorted unique ids from raw ones.
-    pub fn from_str(mut ids: Vec<String>) -> Ids {
+    pub fn from_strings(mut ids: Vec<String>) -> Ids {
         ids.sort_unstable();
         ids.dedup();
         Ids::Str(ids)

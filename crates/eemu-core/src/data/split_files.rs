@@ -49,9 +49,9 @@ fn ids_of(parts: &[RawIds]) -> Ids {
         Some(RawIds::Int(_)) => {
             Ids::from_int(parts.iter().flat_map(|p| if let RawIds::Int(v) = p { v.clone() } else { vec![] }).collect())
         }
-        _ => {
-            Ids::from_str(parts.iter().flat_map(|p| if let RawIds::Str(v) = p { v.clone() } else { vec![] }).collect())
-        }
+        _ => Ids::from_strings(
+            parts.iter().flat_map(|p| if let RawIds::Str(v) = p { v.clone() } else { vec![] }).collect(),
+        ),
     }
 }
 
@@ -68,7 +68,7 @@ pub fn read(files: &SplitFiles, config: &IngestConfig) -> Result<(Dataset, Vec<S
     let mut with_time = !config.timestamp_column.is_empty();
     for (path, _) in &parts {
         let names = Table::column_names(path, delimiter(path, config))?;
-        with_time &= names.iter().any(|n| *n == config.timestamp_column);
+        with_time &= names.contains(&config.timestamp_column);
     }
     let mut columns = vec![config.user_column.as_str(), config.item_column.as_str()];
     if with_time {

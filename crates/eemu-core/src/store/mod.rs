@@ -413,14 +413,14 @@ impl Prepared {
 }
 
 /// Content id of a stored dataset: every row with its split and shard, and every entity.
-fn dataset_id(d: &Dataset, split: &[Split], plan: &ShardPlan, lineages: &[lineage::ShardLineage]) -> String {
+pub(crate) fn dataset_id(d: &Dataset, split: &[Split], plan: &ShardPlan, lineages: &[lineage::ShardLineage]) -> String {
     let mut h = Sha256::new();
     h.update(b"eemu-dataset-v1");
     h.update(d.format.as_bytes());
     h.update((d.interactions.len() as u64).to_le_bytes());
-    for r in 0..d.interactions.len() {
+    for (r, s) in split.iter().enumerate().take(d.interactions.len()) {
         d.hash_row_into(r, &mut h);
-        h.update([split[r] as u8, plan.query[r] as u8]);
+        h.update([*s as u8, plan.query[r] as u8]);
         h.update(plan.shard[r].map_or(u32::MAX, u32::from).to_le_bytes());
     }
     for entities in [&d.users, &d.items] {

@@ -1,0 +1,256 @@
+//! `eemu verify`: proves that every stored artifact derives from data that is still present.
+//!
+//! It recomputes every shard's lineage hash and the dataset id from the dataset files, then
+//! checks every file of the store against them:
+//! - `manifest.json` names those hashes;
+//! - `datasets/` holds only the current dataset;
+//! - `shards/<i>/` holds only the current lineage folder of shard i, whose training log (when
+//!   trained) names that lineage, and whose cached labels cover exactly the shard's users;
+//! - every run under `runs/` is complete and was computed from the current dataset, the current
+//!   lineages and the current model files; no unfinished run folder is left; `runs/LATEST`
+//!   names a complete run.
+//!
+//! Needs no libtorch: model files are compared by their SHA-256.
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use arrow::array::{Array, UInt32Array};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::Serialize;
+
+use crate::store::files::sha256_file;
+use crate::store::{lineage, Store, MODEL_FILE};
+
+/// One artifact that does not match the current data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Path relative to the store.
+    pub path: String,
+    pub problem: String,
+}
+
+/// What `verify` checked and found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub dataset: String,
+    /// Current lineage hash of every shard, recomputed from the dataset files.
+    pub lineages: Vec<String>,
+    /// Files and folders checked.
+    pub checked: usize,
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.findings.is_empty()
+    }
+
+    /// The report as text.
+    pub fn text(&self) -> String {
+        let mut s = format!(
+            "dataset {}: {} shard lineage(s) recomputed, {} file(s) and folder(s) checked\n",
+            self.dataset,
+            self.lineages.len(),
+            self.checked
+        );
+        if self.ok() {
+            s.push_str("ok: every stored artifact derives from the current data\n");
+        } else {
+            s.push_str(&format!("{} problem(s):\n", self.findings.len()));
+            for f in &self.findings {
+                s.push_str(&format!("  {}: {}\n", f.path, f.problem));
+            }
+        }
+        s
+    }
+}
+
+struct Check<'a> {
+    root: &'a Path,
+    checked: usize,
+    findings: Vec<Finding>,
+}
+
+impl Check<'_> {
+    fn bad(&mut self, path: &Path, problem: impl Into<String>) {
+        let rel = path.strip_prefix(self.root).unwrap_or(path);
+        self.findings.push(Finding { path: rel.display().to_string(), problem: problem.into() });
+    }
+}
+
+fn entries(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    match fs::read_dir(dir) {
+        Ok(list) => {
+            let mut out = Vec::new();
+            for e in list {
+                out.push(e.with_context(|| format!("cannot list {}", dir.display()))?.path());
+            }
+            out.sort();
+            Ok(out)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
+        Err(e) => Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    }
+}
+
+fn name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+}
+
+/// The `user` column of a labels file.
+fn label_users(path: &Path) -> Result<Vec<u32>> {
+    let file = fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .with_context(|| format!("{} is not a Parquet file", path.display()))?;
+    let mut users = Vec::new();
+    for batch in reader {
+        let batch = batch.with_context(|| format!("cannot read {}", path.display()))?;
+        let col = batch
+            .column_by_name("user")
+            .and_then(|c| c.as_any().downcast_ref::<UInt32Array>())
+            .filter(|c| c.null_count() == 0)
+            .with_context(|| format!("{}: no non-null uint32 column 'user'", path.display()))?;
+        users.extend_from_slice(col.values());
+    }
+    Ok(users)
+}
+
+/// Checks the store; a problem with an artifact is a finding, an unreadable dataset an error.
+pub fn verify(store: &Store) -> Result<Report> {
+    let (manifest, p) = store.load()?;
+    let root = store.root();
+    let mut c = Check { root, checked: 0, findings: Vec::new() };
+
+    let recomputed = lineage::shard_lineages(&p.dataset, &p.split, &p.plan, &p.config);
+    let dataset_id = crate::store::dataset_id(&p.dataset, &p.split, &p.plan, &recomputed);
+    c.checked += 1;
+    if dataset_id != manifest.dataset.id {
+        c.bad(
+            &store.manifest_path(),
+            format!("names dataset {}, the dataset files hash to {dataset_id}", manifest.dataset.id),
+        );
+    }
+    for (shard, l) in manifest.shards.iter().zip(&recomputed) {
+        if shard.lineage != l.lineage {
+            c.bad(
+                &store.manifest_path(),
+                format!("shard {}: lineage {} in the manifest, {} recomputed", shard.index, shard.lineage, l.lineage),
+            );
+        }
+    }
+    let current: Vec<&str> = recomputed.iter().map(|l| l.lineage.as_str()).collect();
+
+    for dir in entries(&root.join("datasets"))? {
+        c.checked += 1;
+        if name(&dir) != manifest.dataset.id {
+            c.bad(&dir, "a dataset the manifest does not reference (superseded or unfinished)");
+        }
+    }
+
+    // Users of each shard, ascending (what its labels must cover).
+    let mut shard_users: Vec<BTreeSet<u32>> = vec![BTreeSet::new(); current.len()];
+    for (r, s) in p.plan.shard.iter().enumerate() {
+        if let Some(s) = s {
+            shard_users[*s as usize].insert(p.dataset.interactions.user[r]);
+        }
+    }
+    let mut models: BTreeMap<usize, String> = BTreeMap::new();
+    for index_dir in entries(&root.join("shards"))? {
+        c.checked += 1;
+        let Some(index) = name(&index_dir).parse::<usize>().ok().filter(|&i| i < current.len()) else {
+            c.bad(&index_dir, "not a shard of this store");
+            continue;
+        };
+        for lineage_dir in entries(&index_dir)? {
+            c.checked += 1;
+            if name(&lineage_dir) != current[index] {
+                c.bad(&lineage_dir, format!("superseded lineage of shard {index} (current: {})", current[index]));
+                continue;
+            }
+            for file in entries(&lineage_dir)? {
+                c.checked += 1;
+                let n = name(&file);
+                if n == MODEL_FILE {
+                    models.insert(index, sha256_file(&file)?);
+                } else if n == "train-log.json" {
+                    let log = read_json(&file)?;
+                    if log["lineage"].as_str() != Some(current[index]) {
+                        c.bad(&file, format!("training log of lineage {}", log["lineage"]));
+                    }
+                } else if n.starts_with("labels-") && n.ends_with(".parquet") {
+                    let users = label_users(&file)?;
+                    if !users.iter().copied().eq(shard_users[index].iter().copied()) {
+                        c.bad(&file, "labels of other users than the shard's");
+                    }
+                } else if n != "lineage.json" {
+                    c.bad(&file, "unexpected file (unfinished write?)");
+                }
+            }
+            if lineage_dir.join("train-log.json").is_file() != lineage_dir.join(MODEL_FILE).is_file() {
+                c.bad(&lineage_dir, "a model without its training log, or the reverse");
+            }
+        }
+    }
+
+    let runs = root.join("runs");
+    let mut complete = BTreeSet::new();
+    for run in entries(&runs)? {
+        c.checked += 1;
+        let n = name(&run);
+        if n == "LATEST" {
+            continue;
+        }
+        if n.starts_with('.') {
+            c.bad(&run, "unfinished run (a killed job's temporary folder)");
+            continue;
+        }
+        if !run.join(crate::output::SUCCESS_FILE).is_file() {
+            c.bad(&run, "run without _SUCCESS");
+            continue;
+        }
+        let m = read_json(&run.join(crate::output::MANIFEST_FILE))?;
+        let mut problems = Vec::new();
+        if m["dataset"].as_str() != Some(manifest.dataset.id.as_str()) {
+            problems.push(format!("computed from dataset {}, not the current one", m["dataset"]));
+        }
+        for s in m["shards"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let index = s["index"].as_u64().unwrap_or(u64::MAX) as usize;
+            let lineage = s["lineage"].as_str().unwrap_or_default();
+            if current.get(index) != Some(&lineage) {
+                problems.push(format!("uses superseded lineage {lineage} of shard {index}"));
+            } else if models.get(&index).map(String::as_str) != s["model_sha256"].as_str() {
+                problems.push(format!("uses a model of shard {index} that is no longer stored"));
+            }
+        }
+        if m["shards"].as_array().map_or(0, Vec::len) != current.len() {
+            problems.push("does not cover every current shard".into());
+        }
+        if problems.is_empty() {
+            complete.insert(n);
+        } else {
+            c.bad(&run, problems.join("; "));
+        }
+    }
+    let latest = runs.join("LATEST");
+    if latest.is_file() {
+        c.checked += 1;
+        let id = fs::read_to_string(&latest).with_context(|| format!("cannot read {}", latest.display()))?;
+        if !complete.contains(id.trim()) {
+            c.bad(&latest, format!("names run {}, which is not a complete run of the current data", id.trim()));
+        }
+    }
+    Ok(Report {
+        dataset: dataset_id,
+        lineages: current.iter().map(|s| s.to_string()).collect(),
+        checked: c.checked,
+        findings: c.findings,
+    })
+}
