@@ -306,7 +306,7 @@ fn labels_path(store: &Store, m: &ShardModel, s: &KMeansSettings) -> PathBuf {
 pub fn shard_labels(store: &Store, m: &ShardModel, n_users: usize, s: &KMeansSettings) -> Result<(ShardLabels, bool)> {
     let path = labels_path(store, m, s);
     if path.is_file() {
-        let (users, labels) = read_labels(&path)?;
+        let (users, labels) = cluster::read_labels_file(&path)?;
         if users == m.users {
             return Ok((to_shard_labels(&users, &labels, n_users), true));
         }
@@ -314,45 +314,8 @@ pub fn shard_labels(store: &Store, m: &ShardModel, n_users: usize, s: &KMeansSet
     }
     let computed = compute_shard_labels(&m.model, &m.users, n_users, s)?;
     let labels: Vec<u32> = m.users.iter().map(|&u| computed.labels[u as usize].expect("labelled")).collect();
-    write_labels(&path, &m.users, &labels)?;
+    cluster::write_labels_file(&path, &m.users, &labels)?;
     Ok((computed, false))
-}
-
-fn write_labels(path: &std::path::Path, users: &[u32], labels: &[u32]) -> Result<()> {
-    use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
-    use arrow::datatypes::{DataType, Field, Schema};
-    use std::sync::Arc;
-    let schema =
-        Schema::new(vec![Field::new("user", DataType::UInt32, false), Field::new("label", DataType::UInt32, false)]);
-    let columns: Vec<ArrayRef> =
-        vec![Arc::new(UInt32Array::from(users.to_vec())), Arc::new(UInt32Array::from(labels.to_vec()))];
-    let batch = RecordBatch::try_new(Arc::new(schema), columns)?;
-    crate::store::files::write_parquet_atomic(path, &batch)
-}
-
-fn read_labels(path: &std::path::Path) -> Result<(Vec<u32>, Vec<u32>)> {
-    use arrow::array::{Array, UInt32Array};
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
-        .with_context(|| format!("{}: not a labels file", path.display()))?;
-    let (mut users, mut labels) = (Vec::new(), Vec::new());
-    for batch in reader {
-        let batch = batch.with_context(|| format!("cannot read {}", path.display()))?;
-        let col = |i: usize| {
-            batch
-                .column(i)
-                .as_any()
-                .downcast_ref::<UInt32Array>()
-                .filter(|a| a.null_count() == 0)
-                .map(|a| a.values().to_vec())
-                .with_context(|| format!("{}: column {i} is not a non-null uint32", path.display()))
-        };
-        users.extend(col(0)?);
-        labels.extend(col(1)?);
-    }
-    Ok((users, labels))
 }
 
 /// The consensus method for `labelled` users under the config.

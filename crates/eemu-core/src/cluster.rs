@@ -327,6 +327,43 @@ pub fn adjusted_rand_index(a: &[u32], b: &[u32]) -> f64 {
     (index - expected) / (max - expected)
 }
 
+/// Writes a shard's cached labels: Parquet with columns `user` (internal id, ascending) and
+/// `label`, atomically.
+pub fn write_labels_file(path: &std::path::Path, users: &[u32], labels: &[u32]) -> Result<()> {
+    use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let schema =
+        Schema::new(vec![Field::new("user", DataType::UInt32, false), Field::new("label", DataType::UInt32, false)]);
+    let columns: Vec<ArrayRef> =
+        vec![Arc::new(UInt32Array::from(users.to_vec())), Arc::new(UInt32Array::from(labels.to_vec()))];
+    let batch = RecordBatch::try_new(Arc::new(schema), columns)?;
+    crate::store::files::write_parquet_atomic(path, &batch)
+}
+
+/// Reads a file written by [`write_labels_file`]: (users, labels).
+pub fn read_labels_file(path: &std::path::Path) -> Result<(Vec<u32>, Vec<u32>)> {
+    use arrow::array::{Array, UInt32Array};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .with_context(|| format!("{}: not a labels file", path.display()))?;
+    let (mut users, mut labels) = (Vec::new(), Vec::new());
+    for batch in reader {
+        let batch = batch.with_context(|| format!("cannot read {}", path.display()))?;
+        for (name, out) in [("user", &mut users), ("label", &mut labels)] {
+            let col = batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<UInt32Array>())
+                .filter(|c| c.null_count() == 0)
+                .with_context(|| format!("{}: no non-null uint32 column '{name}'", path.display()))?;
+            out.extend_from_slice(col.values());
+        }
+    }
+    Ok((users, labels))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

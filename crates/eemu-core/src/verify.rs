@@ -16,12 +16,10 @@ use std::fs;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use arrow::array::{Array, UInt32Array};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
 use crate::store::files::sha256_file;
-use crate::store::{lineage, Store, MODEL_FILE};
+use crate::store::{lineage, list_dir, Store, MODEL_FILE};
 
 /// One artifact that does not match the current data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -80,21 +78,6 @@ impl Check<'_> {
     }
 }
 
-fn entries(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
-    match fs::read_dir(dir) {
-        Ok(list) => {
-            let mut out = Vec::new();
-            for e in list {
-                out.push(e.with_context(|| format!("cannot list {}", dir.display()))?.path());
-            }
-            out.sort();
-            Ok(out)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
-        Err(e) => Err(e).with_context(|| format!("cannot list {}", dir.display())),
-    }
-}
-
 fn name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
@@ -102,25 +85,6 @@ fn name(path: &Path) -> String {
 fn read_json(path: &Path) -> Result<serde_json::Value> {
     let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
-}
-
-/// The `user` column of a labels file.
-fn label_users(path: &Path) -> Result<Vec<u32>> {
-    let file = fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
-        .with_context(|| format!("{} is not a Parquet file", path.display()))?;
-    let mut users = Vec::new();
-    for batch in reader {
-        let batch = batch.with_context(|| format!("cannot read {}", path.display()))?;
-        let col = batch
-            .column_by_name("user")
-            .and_then(|c| c.as_any().downcast_ref::<UInt32Array>())
-            .filter(|c| c.null_count() == 0)
-            .with_context(|| format!("{}: no non-null uint32 column 'user'", path.display()))?;
-        users.extend_from_slice(col.values());
-    }
-    Ok(users)
 }
 
 /// Checks the store; a problem with an artifact is a finding, an unreadable dataset an error.
@@ -148,7 +112,7 @@ pub fn verify(store: &Store) -> Result<Report> {
     }
     let current: Vec<&str> = recomputed.iter().map(|l| l.lineage.as_str()).collect();
 
-    for dir in entries(&root.join("datasets"))? {
+    for dir in list_dir(&root.join("datasets"))? {
         c.checked += 1;
         if name(&dir) != manifest.dataset.id {
             c.bad(&dir, "a dataset the manifest does not reference (superseded or unfinished)");
@@ -163,19 +127,19 @@ pub fn verify(store: &Store) -> Result<Report> {
         }
     }
     let mut models: BTreeMap<usize, String> = BTreeMap::new();
-    for index_dir in entries(&root.join("shards"))? {
+    for index_dir in list_dir(&root.join("shards"))? {
         c.checked += 1;
         let Some(index) = name(&index_dir).parse::<usize>().ok().filter(|&i| i < current.len()) else {
             c.bad(&index_dir, "not a shard of this store");
             continue;
         };
-        for lineage_dir in entries(&index_dir)? {
+        for lineage_dir in list_dir(&index_dir)? {
             c.checked += 1;
             if name(&lineage_dir) != current[index] {
                 c.bad(&lineage_dir, format!("superseded lineage of shard {index} (current: {})", current[index]));
                 continue;
             }
-            for file in entries(&lineage_dir)? {
+            for file in list_dir(&lineage_dir)? {
                 c.checked += 1;
                 let n = name(&file);
                 if n == MODEL_FILE {
@@ -186,7 +150,7 @@ pub fn verify(store: &Store) -> Result<Report> {
                         c.bad(&file, format!("training log of lineage {}", log["lineage"]));
                     }
                 } else if n.starts_with("labels-") && n.ends_with(".parquet") {
-                    let users = label_users(&file)?;
+                    let (users, _) = crate::cluster::read_labels_file(&file)?;
                     if !users.iter().copied().eq(shard_users[index].iter().copied()) {
                         c.bad(&file, "labels of other users than the shard's");
                     }
@@ -202,7 +166,7 @@ pub fn verify(store: &Store) -> Result<Report> {
 
     let runs = root.join("runs");
     let mut complete = BTreeSet::new();
-    for run in entries(&runs)? {
+    for run in list_dir(&runs)? {
         c.checked += 1;
         let n = name(&run);
         if n == "LATEST" {

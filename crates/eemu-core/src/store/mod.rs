@@ -291,7 +291,8 @@ impl Store {
     }
 }
 
-fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+/// The entries of a folder, sorted; none when it does not exist.
+pub(crate) fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
     match fs::read_dir(dir) {
         Ok(entries) => {
             let mut out = Vec::new();
