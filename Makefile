@@ -52,8 +52,9 @@ bench-consensus:
 fmt:
 	cargo fmt --all
 
+## lint: clippy with warnings as errors; release profile, so tch's C++ wrapper is not built twice.
 lint: setup
-	$(ENV) cargo clippy --locked --workspace --all-targets -- -D warnings
+	$(ENV) cargo clippy --release --locked --workspace --all-targets -- -D warnings
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

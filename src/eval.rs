@@ -271,7 +271,9 @@ fn run_method(
         })
         .collect();
     let progress = crate::progress::Progress::new(o.epochs as u64, &format!("{name}: epochs"));
-    let mut best: Option<(usize, Metrics, Metrics, Vec<usize>, Vec<Tensor>)> = None;
+    // (epoch, validation, test, test ranks, parameters) of the best epoch so far.
+    type Best = (usize, Metrics, Metrics, Vec<usize>, Vec<Tensor>);
+    let mut best: Option<Best> = None;
     let mut curve = Vec::new();
     let mut epoch = 0;
     while epoch < o.epochs {

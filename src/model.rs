@@ -241,6 +241,8 @@ impl Builder<'_> {
         self.push(format!("{name}.bias"), b, &[fan_out]);
     }
 
+    // One call per side; the inputs are that side's already-built pieces.
+    #[allow(clippy::too_many_arguments)]
     fn side(
         &mut self,
         side: &str,

@@ -546,7 +546,7 @@ mod tests {
         let g = Vec::<f64>::try_from(&g).unwrap();
         // Central differences of the whole two-step objective.
         let eps = 1e-6;
-        for i in 0..8usize {
+        for (i, &gi) in g.iter().enumerate() {
             let value = |delta: f64| {
                 let t = theta0.copy();
                 let _ = t.get(i as i64).g_add_scalar_(delta);
@@ -555,9 +555,8 @@ mod tests {
             };
             let fd = (value(eps) - value(-eps)) / (2.0 * eps);
             assert!(
-                (fd - g[i]).abs() < 1e-6 * (1.0 + fd.abs()),
-                "parameter {i}: autograd {} vs finite difference {fd}",
-                g[i]
+                (fd - gi).abs() < 1e-6 * (1.0 + fd.abs()),
+                "parameter {i}: autograd {gi} vs finite difference {fd}"
             );
         }
         // And the first-order approximation is measurably different: the test can fail.
