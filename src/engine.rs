@@ -247,6 +247,8 @@ fn infer_command(cli: &Cli, args: &InferArgs, train_first: bool) -> Result<Strin
     let run_id = crate::infer::run_id(&prepared, &config, &models);
     let runs_dir = store.root().join(crate::infer::RUNS_DIR);
     if crate::output::run_complete(&runs_dir, &run_id) {
+        // It is the newest run of the current data, whatever LATEST said before.
+        crate::store::files::write_atomic(&runs_dir.join(crate::infer::LATEST_FILE), format!("{run_id}\n").as_bytes())?;
         out.push_str(&format!(
             "run {run_id} is already complete (same data, models and settings): {}\n",
             runs_dir.join(&run_id).display()

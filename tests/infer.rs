@@ -108,9 +108,12 @@ fn nightly_writes_checked_top_k_lists_and_reruns_are_idempotent_and_byte_identic
         "{status}"
     );
 
-    // Unchanged inputs: the run is found complete, nothing is trained or written again.
+    // Unchanged inputs: the run is found complete, nothing is trained or written again, and
+    // LATEST names it again even if it was changed meanwhile.
+    std::fs::write(d.join("a/runs/LATEST"), "gone\n").unwrap();
     let out = ok(eemu(&["nightly", "--store", "a", "--device", "cpu"], d));
     assert!(out.contains("trained 0 shard(s)") && out.contains("already complete"), "{out}");
+    assert_eq!(latest(d, "a"), run);
     assert_eq!(std::fs::read_dir(d.join("a/runs")).unwrap().count(), 2, "one run folder + LATEST");
 
     // Same data, config and seed in another store: byte-identical models, labels and output.
