@@ -216,6 +216,26 @@ fn train_summary(logs: &[TrainLog], skipped: usize, seconds: f64, device: Device
     out
 }
 
+/// Deletes the runs that no longer derive from the current data and models (retention:
+/// `infer.keep_superseded_runs`).
+fn purge_runs(
+    runs_dir: &Path,
+    p: &Prepared,
+    models: &[crate::infer::ShardModel],
+    config: &crate::config::Config,
+    out: &mut String,
+) -> Result<()> {
+    let lineages: Vec<&str> = models.iter().map(|m| m.lineage.as_str()).collect();
+    let hashes = models.iter().map(|m| (m.index, m.model_sha256.clone())).collect();
+    let removed =
+        crate::verify::purge_superseded_runs(runs_dir, &p.id, &lineages, &hashes, config.infer.keep_superseded_runs)?;
+    for run in removed {
+        info!(run = %run.display(), "deleted a run of superseded data");
+        out.push_str(&format!("deleted superseded run {}\n", run.display()));
+    }
+    Ok(())
+}
+
 /// `eemu infer`, or `eemu nightly` (`train_first`): trains missing shards, then infers.
 fn infer_command(cli: &Cli, args: &InferArgs, train_first: bool) -> Result<String> {
     let total = Instant::now();
@@ -249,6 +269,7 @@ fn infer_command(cli: &Cli, args: &InferArgs, train_first: bool) -> Result<Strin
     if crate::output::run_complete(&runs_dir, &run_id) {
         // It is the newest run of the current data, whatever LATEST said before.
         crate::store::files::write_atomic(&runs_dir.join(crate::infer::LATEST_FILE), format!("{run_id}\n").as_bytes())?;
+        purge_runs(&runs_dir, &prepared, &models, &config, &mut out)?;
         out.push_str(&format!(
             "run {run_id} is already complete (same data, models and settings): {}\n",
             runs_dir.join(&run_id).display()
@@ -257,6 +278,7 @@ fn infer_command(cli: &Cli, args: &InferArgs, train_first: bool) -> Result<Strin
     }
     let result = crate::infer::infer(&store, &prepared, &models, &config, threads)?;
     let folder = crate::infer::publish(&runs_dir, &run_id, &prepared, &config, &result, device, t_load, total)?;
+    purge_runs(&runs_dir, &prepared, &models, &config, &mut out)?;
     let personalized = result.recs.iter().filter(|r| r.source == crate::output::Source::Personalized).count();
     out.push_str(&format!(
         "run {run_id}: top-{} lists for {} users ({personalized} personalized, {} popularity fallback), {} clusters ({:?} consensus), {:.1} s on {device:?}\n  {}\n",

@@ -183,7 +183,7 @@ fn infer_reuses_cached_labels_writes_the_flat_layout_and_names_untrained_shards(
 }
 
 #[test]
-fn verify_accepts_a_fresh_run_and_names_every_artifact_that_depends_on_deleted_rows() {
+fn verify_names_every_artifact_that_depends_on_deleted_rows_and_nightly_purges_old_runs() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     setup(d);
@@ -213,11 +213,11 @@ fn verify_accepts_a_fresh_run_and_names_every_artifact_that_depends_on_deleted_r
     assert!(err.contains("shards/0/0000stale: superseded lineage of shard 0"), "{err}");
     std::fs::remove_dir(d.join("s/shards/0/0000stale")).unwrap();
 
-    // The nightly job retrains the changed shard and writes a new run; once the old run is gone
-    // the store verifies again.
+    // The nightly job retrains the changed shard, writes a new run and deletes the old one
+    // (infer.keep_superseded_runs = 0): the store verifies again.
     let out = ok(eemu(&["nightly", "--store", "s", "--device", "cpu"], d));
-    assert!(out.contains("trained 1 shard(s)"), "{out}");
-    std::fs::remove_dir_all(&old_run).unwrap();
+    assert!(out.contains("trained 1 shard(s)") && out.contains("deleted superseded run"), "{out}");
+    assert!(!old_run.exists());
     let out = ok(eemu(&["verify", "--store", "s"], d));
     assert!(out.contains("ok"), "{out}");
 }

@@ -81,11 +81,22 @@ pub struct InferConfig {
     pub layout: LayoutChoice,
     /// Rows per Parquet row group of the output (users in the nested layout, entries in flat).
     pub row_group_rows: usize,
+    /// Runs computed from data or models that are no longer current (a deletion, a retrained
+    /// shard) kept after a new run is published, newest first. 0 deletes them all: kept runs may
+    /// hold deleted rows, and `eemu verify` reports them.
+    pub keep_superseded_runs: usize,
 }
 
 impl Default for InferConfig {
     fn default() -> Self {
-        Self { top_k: 100, adapt_steps: 1, batch_users: 2048, layout: LayoutChoice::Nested, row_group_rows: 16384 }
+        Self {
+            top_k: 100,
+            adapt_steps: 1,
+            batch_users: 2048,
+            layout: LayoutChoice::Nested,
+            row_group_rows: 16384,
+            keep_superseded_runs: 0,
+        }
     }
 }
 

@@ -87,6 +87,68 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }
 
+/// Why a complete run does not derive from the current data (empty when it does): its dataset,
+/// the lineage of each shard (`lineages[i]` is shard i's current one) and the model file hashes
+/// (`models[i]` of shard i's current model) must all be the current ones.
+pub fn run_problems(
+    run: &Path,
+    dataset: &str,
+    lineages: &[&str],
+    models: &BTreeMap<usize, String>,
+) -> Result<Vec<String>> {
+    let m = read_json(&run.join(crate::output::MANIFEST_FILE))?;
+    let mut problems = Vec::new();
+    if m["dataset"].as_str() != Some(dataset) {
+        problems.push(format!("computed from dataset {}, not the current one", m["dataset"]));
+    }
+    for s in m["shards"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let index = s["index"].as_u64().unwrap_or(u64::MAX) as usize;
+        let lineage = s["lineage"].as_str().unwrap_or_default();
+        if lineages.get(index) != Some(&lineage) {
+            problems.push(format!("uses superseded lineage {lineage} of shard {index}"));
+        } else if models.get(&index).map(String::as_str) != s["model_sha256"].as_str() {
+            problems.push(format!("uses a model of shard {index} that is no longer stored"));
+        }
+    }
+    if m["shards"].as_array().map_or(0, Vec::len) != lineages.len() {
+        problems.push("does not cover every current shard".into());
+    }
+    Ok(problems)
+}
+
+/// Deletes the complete runs under `runs_dir` that do not derive from the current data (see
+/// [`run_problems`]), except the `keep` most recent of them. Returns the deleted folders.
+pub fn purge_superseded_runs(
+    runs_dir: &Path,
+    dataset: &str,
+    lineages: &[&str],
+    models: &BTreeMap<usize, String>,
+    keep: usize,
+) -> Result<Vec<std::path::PathBuf>> {
+    let mut superseded = Vec::new();
+    for run in list_dir(runs_dir)? {
+        let n = name(&run);
+        if n == "LATEST" || n.starts_with('.') || !run.join(crate::output::SUCCESS_FILE).is_file() {
+            continue;
+        }
+        if !run_problems(&run, dataset, lineages, models)?.is_empty() {
+            let modified = fs::metadata(&run).and_then(|m| m.modified()).ok();
+            superseded.push((modified, run));
+        }
+    }
+    // Newest first; the first `keep` stay.
+    superseded.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+    let mut removed = Vec::new();
+    for (_, run) in superseded.into_iter().skip(keep) {
+        fs::remove_dir_all(&run).with_context(|| format!("cannot remove superseded run {}", run.display()))?;
+        removed.push(run);
+    }
+    if !removed.is_empty() {
+        crate::store::files::sync_dir(runs_dir)?;
+    }
+    Ok(removed)
+}
+
 /// Checks the store; a problem with an artifact is a finding, an unreadable dataset an error.
 pub fn verify(store: &Store) -> Result<Report> {
     let (manifest, p) = store.load()?;
@@ -180,23 +242,7 @@ pub fn verify(store: &Store) -> Result<Report> {
             c.bad(&run, "run without _SUCCESS");
             continue;
         }
-        let m = read_json(&run.join(crate::output::MANIFEST_FILE))?;
-        let mut problems = Vec::new();
-        if m["dataset"].as_str() != Some(manifest.dataset.id.as_str()) {
-            problems.push(format!("computed from dataset {}, not the current one", m["dataset"]));
-        }
-        for s in m["shards"].as_array().map(Vec::as_slice).unwrap_or_default() {
-            let index = s["index"].as_u64().unwrap_or(u64::MAX) as usize;
-            let lineage = s["lineage"].as_str().unwrap_or_default();
-            if current.get(index) != Some(&lineage) {
-                problems.push(format!("uses superseded lineage {lineage} of shard {index}"));
-            } else if models.get(&index).map(String::as_str) != s["model_sha256"].as_str() {
-                problems.push(format!("uses a model of shard {index} that is no longer stored"));
-            }
-        }
-        if m["shards"].as_array().map_or(0, Vec::len) != current.len() {
-            problems.push("does not cover every current shard".into());
-        }
+        let problems = run_problems(&run, &manifest.dataset.id, &current, &models)?;
         if problems.is_empty() {
             complete.insert(n);
         } else {
