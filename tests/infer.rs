@@ -123,31 +123,14 @@ fn nightly_writes_checked_top_k_lists_and_reruns_are_idempotent_and_byte_identic
     assert_eq!(run.file_name(), run_b.file_name(), "same inputs, same run id");
     let file = "recommendations.parquet";
     assert!(std::fs::read(run.join(file)).unwrap() == std::fs::read(run_b.join(file)).unwrap());
-    let labels = |store: &str| -> Vec<Vec<u8>> {
-        let mut files: Vec<PathBuf> = glob_files(&d.join(store).join("shards"), "labels-");
-        files.sort();
-        files.iter().map(|f| std::fs::read(f).unwrap()).collect()
+    let labels = |store: &str| {
+        let mut all = common::snapshot(&d.join(store).join("shards"));
+        all.retain(|path, _| Path::new(path).file_name().unwrap().to_string_lossy().starts_with("labels-"));
+        all
     };
     let (la, lb) = (labels("a"), labels("b"));
     assert_eq!(la.len(), 3, "one labels file per shard");
     assert!(la == lb);
-}
-
-/// Files under `dir` whose name starts with `prefix`.
-fn glob_files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().unwrap().to_string_lossy().starts_with(prefix) {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 #[test]
