@@ -6,7 +6,7 @@ DEMO_DIR ?= demo-data
 DEMO_STORE ?= $(DEMO_DIR)/store
 EEMU := target/release/eemu
 
-.PHONY: setup build demo test bench-ingest bench-train bench-scoring bench-consensus fmt lint clean-demo
+.PHONY: setup build demo test bench-ingest bench-train bench-scoring bench-consensus bench-forget fmt lint clean-demo
 
 setup:
 	@scripts/setup.sh
@@ -48,6 +48,11 @@ bench-consensus:
 	cargo bench --locked -p eemu-core --bench consensus -- --users 5000 --method factorized
 	cargo bench --locked -p eemu-core --bench consensus -- --users 50000 --method factorized
 	cargo bench --locked -p eemu-core --bench consensus -- --users 1000000 --method factorized
+
+## bench-forget: full training vs `forget` of 1 interaction, 100 interactions and 1 user (CPU),
+## on the demo data and ../shared/data/ml-100k. EPOCHS=N overrides train.epochs of both configs.
+bench-forget: build
+	$(ENV) cargo bench --locked --bench forget -- $(if $(EPOCHS),--epochs $(EPOCHS))
 
 fmt:
 	cargo fmt --all

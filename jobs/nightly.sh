@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The nightly eemu job, for cron, Airflow, Slurm or Kubernetes: trains the shards whose lineage
-# hash has no model yet, then runs batch inference and publishes top-K lists for every user to
+# The nightly eemu job, for cron, Airflow, Slurm or Kubernetes: applies pending deletion requests
+# (recorded by jobs/forget.sh with EEMU_DEFER=1), trains the shards whose lineage hash has no model
+# yet, then runs batch inference and publishes top-K lists for every user to
 # <store>/runs/<run-id>/recommendations.parquet (runs/LATEST names the newest run).
 #
 # Usage: jobs/nightly.sh [STORE]

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use tch::Device;
 use tracing::info;
 
-use crate::cli::{execute, Cli, Command, EvaluateArgs, InferArgs, LayoutArg, Outcome, TrainArgs};
+use crate::cli::{execute, Cli, Command, EvaluateArgs, ForgetArgs, InferArgs, LayoutArg, Outcome, TrainArgs};
 use crate::model::TwoTower;
 use crate::store::files::{sync_dir, temp_path};
 use crate::store::{Prepared, ShardInfo, Store, MODEL_FILE};
@@ -29,6 +29,7 @@ pub fn execute_engine(cli: &Cli) -> Result<String> {
         Some(Command::Evaluate(args)) => evaluate_command(cli, args),
         Some(Command::Infer(args)) => infer_command(cli, args, false),
         Some(Command::Nightly(args)) => infer_command(cli, args, true),
+        Some(Command::Forget(args)) => forget_command(cli, args),
         _ => match execute(cli)? {
             Outcome::Done(out) => Ok(out),
             Outcome::NeedsEngine => bail!("internal error: no engine implementation for this command"),
@@ -123,6 +124,7 @@ fn train_and_save_with(
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     crate::store::files::write_atomic(&dir.join(TRAIN_LOG_FILE), serde_json::to_string_pretty(&log)?.as_bytes())?;
     save_model(&model, &dir.join(MODEL_FILE))?;
+    crate::fault::point("shard-trained");
     Ok(log)
 }
 
@@ -217,30 +219,49 @@ fn train_summary(logs: &[TrainLog], skipped: usize, seconds: f64, device: Device
 }
 
 /// Deletes the runs that no longer derive from the current data and models (retention:
-/// `infer.keep_superseded_runs`).
+/// `infer.keep_superseded_runs`). Returns the deleted folders.
 fn purge_runs(
     runs_dir: &Path,
     p: &Prepared,
     models: &[crate::infer::ShardModel],
     config: &crate::config::Config,
     out: &mut String,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     let lineages: Vec<&str> = models.iter().map(|m| m.lineage.as_str()).collect();
     let hashes = models.iter().map(|m| (m.index, m.model_sha256.clone())).collect();
     let removed =
         crate::verify::purge_superseded_runs(runs_dir, &p.id, &lineages, &hashes, config.infer.keep_superseded_runs)?;
+    let mut names = Vec::new();
     for run in removed {
         info!(run = %run.display(), "deleted a run of superseded data");
         out.push_str(&format!("deleted superseded run {}\n", run.display()));
+        names.push(run.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
     }
-    Ok(())
+    Ok(names)
 }
 
-/// `eemu infer`, or `eemu nightly` (`train_first`): trains missing shards, then infers.
-fn infer_command(cli: &Cli, args: &InferArgs, train_first: bool) -> Result<String> {
+/// `eemu infer` (`nightly` false), or `eemu nightly`: applies pending deletion requests, trains
+/// missing shards, infers, and writes the unlearning report of newly applied requests.
+fn infer_command(cli: &Cli, args: &InferArgs, nightly: bool) -> Result<String> {
     let total = Instant::now();
     let store = Store::new(&args.store);
+    let mut out = String::new();
+    let mut recompute = crate::forget::Recompute::default();
+    if nightly {
+        let applied = crate::forget::apply_pending(&store)?;
+        out.push_str(&applied_summary(&applied));
+        recompute.seconds_apply = applied.seconds;
+    }
     let (manifest, prepared) = store.load()?;
+    if !nightly {
+        let pending = crate::forget::Ledger::load(&store)?.pending(manifest.ledger_applied).count();
+        if pending > 0 {
+            tracing::warn!(
+                entries = pending,
+                "deletion requests are pending in the ledger; `eemu nightly` applies them"
+            );
+        }
+    }
     check_config(cli, &prepared)?;
     // [cluster] and [infer] may come from --config; training settings must be the store's.
     let mut config = match &cli.config {
@@ -254,11 +275,12 @@ fn infer_command(cli: &Cli, args: &InferArgs, train_first: bool) -> Result<Strin
         };
     }
     let device = parse_device(&args.device)?;
-    let mut out = String::new();
-    if train_first {
+    if nightly {
         let start = Instant::now();
         let (logs, skipped) = train_missing(&store, &manifest, &prepared, None, device, args.jobs)?;
         out.push_str(&train_summary(&logs, skipped, start.elapsed().as_secs_f64(), device));
+        recompute.trained = logs.iter().map(|l| (l.shard, l.seconds)).collect();
+        recompute.seconds_train = start.elapsed().as_secs_f64();
     }
     let threads = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let start = Instant::now();
@@ -269,27 +291,89 @@ fn infer_command(cli: &Cli, args: &InferArgs, train_first: bool) -> Result<Strin
     if crate::output::run_complete(&runs_dir, &run_id) {
         // It is the newest run of the current data, whatever LATEST said before.
         crate::store::files::write_atomic(&runs_dir.join(crate::infer::LATEST_FILE), format!("{run_id}\n").as_bytes())?;
-        purge_runs(&runs_dir, &prepared, &models, &config, &mut out)?;
+        recompute.runs_deleted = purge_runs(&runs_dir, &prepared, &models, &config, &mut out)?;
         out.push_str(&format!(
             "run {run_id} is already complete (same data, models and settings): {}\n",
             runs_dir.join(&run_id).display()
         ));
+    } else {
+        let result = crate::infer::infer(&store, &prepared, &models, &config, threads)?;
+        let folder = crate::infer::publish(&runs_dir, &run_id, &prepared, &config, &result, device, t_load, total)?;
+        crate::fault::point("run-published");
+        recompute.runs_deleted = purge_runs(&runs_dir, &prepared, &models, &config, &mut out)?;
+        let personalized = result.recs.iter().filter(|r| r.source == crate::output::Source::Personalized).count();
+        out.push_str(&format!(
+            "run {run_id}: top-{} lists for {} users ({personalized} personalized, {} popularity fallback), {} clusters ({:?} consensus), {:.1} s on {device:?}\n  {}\n",
+            config.infer.top_k,
+            result.recs.len(),
+            result.recs.len() - personalized,
+            result.clusters,
+            result.consensus,
+            total.elapsed().as_secs_f64(),
+            folder.join(crate::output::RECOMMENDATIONS_FILE).display()
+        ));
+    }
+    recompute.seconds_infer = start.elapsed().as_secs_f64();
+    if nightly {
+        recompute.run_id = Some(run_id);
+        recompute.seconds_total = total.elapsed().as_secs_f64();
+        if let Some((path, text)) = crate::forget::write_report(&store, &recompute)? {
+            out.push_str(&text);
+            out.push_str(&format!("report: {}\n", path.display()));
+        }
+    }
+    Ok(out)
+}
+
+/// What applying the ledger did, with the ids of requests that matched nothing (they are
+/// printed here and never stored).
+fn applied_summary(a: &crate::forget::Applied) -> String {
+    if a.entries.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "applied ledger entr{} {}: {} row(s) and {} user(s) removed\n",
+        if a.entries.len() == 1 { "y" } else { "ies" },
+        a.entries.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
+        a.rows_removed,
+        a.users_removed
+    );
+    if !a.not_found.is_empty() {
+        out.push_str(&format!("{} request(s) matched nothing (unknown id, or deleted before):\n", a.not_found.len()));
+        for nf in &a.not_found {
+            let r = &nf.request;
+            out.push_str(&format!(
+                "  {}: user {}{}{}\n",
+                r.at,
+                r.user_id,
+                r.item_id.as_ref().map(|i| format!(", item {i}")).unwrap_or_default(),
+                r.request_id.as_ref().map(|i| format!(" (request {i})")).unwrap_or_default()
+            ));
+        }
+    }
+    out
+}
+
+/// `eemu forget`: records the requests in the ledger, then runs the nightly pipeline (apply,
+/// retrain changed shards, infer, purge, report) unless `--defer`.
+fn forget_command(cli: &Cli, args: &ForgetArgs) -> Result<String> {
+    let store = Store::new(&args.run.store);
+    let s = crate::forget::submit(&store, &args.requests)?;
+    let mut out = if s.appended {
+        format!("recorded {} request(s) from {} as ledger entry {}\n", s.requests, args.requests.display(), s.seq)
+    } else {
+        format!(
+            "{} is already in the ledger as entry {} ({:?}); it is not applied twice, resuming any unfinished work\n",
+            args.requests.display(),
+            s.seq,
+            s.state
+        )
+    };
+    if args.defer {
+        out.push_str("deferred: the next `eemu nightly` (or `eemu forget`) applies it\n");
         return Ok(out);
     }
-    let result = crate::infer::infer(&store, &prepared, &models, &config, threads)?;
-    let folder = crate::infer::publish(&runs_dir, &run_id, &prepared, &config, &result, device, t_load, total)?;
-    purge_runs(&runs_dir, &prepared, &models, &config, &mut out)?;
-    let personalized = result.recs.iter().filter(|r| r.source == crate::output::Source::Personalized).count();
-    out.push_str(&format!(
-        "run {run_id}: top-{} lists for {} users ({personalized} personalized, {} popularity fallback), {} clusters ({:?} consensus), {:.1} s on {device:?}\n  {}\n",
-        config.infer.top_k,
-        result.recs.len(),
-        result.recs.len() - personalized,
-        result.clusters,
-        result.consensus,
-        total.elapsed().as_secs_f64(),
-        folder.join(crate::output::RECOMMENDATIONS_FILE).display()
-    ));
+    out.push_str(&infer_command(cli, &args.run, true)?);
     Ok(out)
 }
 

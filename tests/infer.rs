@@ -4,30 +4,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn eemu(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_eemu")).args(args).current_dir(cwd).output().expect("eemu runs")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
-}
-
-fn ok(o: Output) -> String {
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "stdout:\n{out}\nstderr:\n{err}");
-    out
-}
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("EEMU_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(venv.is_file(), "{} is missing: run `make setup` (it installs pyarrow)", venv.display());
-    venv
-}
+use common::{eemu, ok, python, text};
 
 /// A small, fast config: production split (every row is training data), 3 shards, a tiny model.
 fn tiny() -> eemu::config::Config {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use eemu::config::Config;
 use eemu::data::synth::{self, SynthFormat, SynthParams};
@@ -89,4 +90,31 @@ pub fn filter_csv(src: &Path, dst: &Path, keep: impl Fn(usize) -> bool) {
         }
     }
     std::fs::write(dst, out).unwrap();
+}
+
+/// Runs the `eemu` binary in `cwd`.
+pub fn eemu(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_eemu")).args(args).current_dir(cwd).output().expect("eemu runs")
+}
+
+/// stdout and stderr as text.
+pub fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// stdout of a command that must succeed (else both streams in the panic).
+pub fn ok(o: Output) -> String {
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "stdout:\n{out}\nstderr:\n{err}");
+    out
+}
+
+/// The Python with pyarrow: $EEMU_PYTHON, else the project's .venv.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("EEMU_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(venv.is_file(), "{} is missing: run `make setup` (it installs pyarrow)", venv.display());
+    venv
 }

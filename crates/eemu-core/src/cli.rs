@@ -63,9 +63,41 @@ pub enum Command {
     /// Batch inference (paper Algorithm 3): cluster users, adapt one model per (shard, cluster),
     /// write top-K lists for every user to <store>/runs/<run-id>/ (Parquet). Needs trained shards.
     Infer(InferArgs),
-    /// The nightly job: train the shards whose lineage hash has no model, then `infer`.
-    /// Idempotent: a run whose inputs are unchanged is found complete and not redone.
+    /// The nightly job: apply pending deletion requests (the ledger), train the shards whose
+    /// lineage hash has no model, then `infer`. Idempotent: a run whose inputs are unchanged is
+    /// found complete and not redone.
     Nightly(InferArgs),
+    /// Exact unlearning of a batch of deletion requests: record them durably in the store's
+    /// ledger, remove the rows, retrain only the shards whose lineage hash changed, re-cluster
+    /// only those shards, run inference again, delete every artifact of the old data, and write
+    /// an unlearning report (<store>/reports/). Safe to rerun after a crash.
+    #[command(after_help = FORGET_HELP)]
+    Forget(ForgetArgs),
+}
+
+const FORGET_HELP: &str = "\
+Request file (CSV with a header, or Parquet):
+  user_id     required; the user's original id
+  item_id     optional; set: delete that interaction (every row of the pair); empty or absent:
+              delete the user (every interaction and the user's features)
+  request_id  optional; your ticket id, kept in the ledger and the report
+Requests naming ids that are not in the dataset (unknown, or deleted before) are listed in the
+output and counted in the report, never silently dropped. Submitting the same file again does not
+apply it twice. `eemu verify` checks the result.
+
+Exit codes: 0 success, 1 failure (rerun the same command: it resumes), 2 invalid command line or
+config, 3 invalid request file (the message names the file, line and column).";
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Deletion requests (CSV or Parquet; see below)
+    #[arg(long, value_name = "FILE")]
+    pub requests: PathBuf,
+    /// Only record the requests in the ledger; the next `eemu nightly` (or `forget`) applies them
+    #[arg(long)]
+    pub defer: bool,
+    #[command(flatten)]
+    pub run: InferArgs,
 }
 
 #[derive(Debug, Args)]
@@ -266,7 +298,10 @@ pub fn execute(cli: &Cli) -> Result<Outcome> {
     let Some(command) = &cli.command else {
         bail!("no command given; see `eemu --help`");
     };
-    if matches!(command, Command::Train(_) | Command::Evaluate(_) | Command::Infer(_) | Command::Nightly(_)) {
+    if matches!(
+        command,
+        Command::Train(_) | Command::Evaluate(_) | Command::Infer(_) | Command::Nightly(_) | Command::Forget(_)
+    ) {
         return Ok(Outcome::NeedsEngine);
     }
     execute_data(&cli.config, command).map(Outcome::Done)
@@ -355,7 +390,7 @@ fn execute_data(config_path: &Option<PathBuf>, command: &Command) -> Result<Stri
                 bail!("verification failed\n{text}")
             }
         }
-        Command::Train(_) | Command::Evaluate(_) | Command::Infer(_) | Command::Nightly(_) => {
+        Command::Train(_) | Command::Evaluate(_) | Command::Infer(_) | Command::Nightly(_) | Command::Forget(_) => {
             bail!("this command runs in eemu-engine")
         }
     }

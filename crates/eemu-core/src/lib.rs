@@ -7,6 +7,8 @@ pub mod cluster;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod fault;
+pub mod forget;
 pub mod ingest;
 pub mod output;
 pub mod status;

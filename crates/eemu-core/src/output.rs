@@ -452,6 +452,7 @@ impl RunWriter {
         write_atomic(&manifest_path, &bytes)?;
         sync_tree(&self.tmp)?;
         write_atomic(&self.tmp.join(SUCCESS_FILE), b"")?;
+        crate::fault::point("run-staged");
         let final_dir = self.runs_dir.join(&self.run_id);
         // rename(2) would silently replace an empty folder: check first (a writer racing between
         // this check and the rename is not guarded against).

@@ -8,7 +8,9 @@
 //!   trained) names that lineage, and whose cached labels cover exactly the shard's users;
 //! - every run under `runs/` is complete and was computed from the current dataset, the current
 //!   lineages and the current model files; no unfinished run folder is left; `runs/LATEST`
-//!   names a complete run.
+//!   names a complete run;
+//! - the deletion ledger has no pending entry, and no applied entry still holds its requests;
+//! - `reports/` holds only unlearning reports.
 //!
 //! Needs no libtorch: model files are compared by their SHA-256.
 use std::collections::{BTreeMap, BTreeSet};
@@ -255,6 +257,35 @@ pub fn verify(store: &Store) -> Result<Report> {
         let id = fs::read_to_string(&latest).with_context(|| format!("cannot read {}", latest.display()))?;
         if !complete.contains(id.trim()) {
             c.bad(&latest, format!("names run {}, which is not a complete run of the current data", id.trim()));
+        }
+    }
+    let ledger = crate::forget::Ledger::load(store)?;
+    let ledger_path = crate::forget::ledger_path(store);
+    for e in &ledger.entries {
+        c.checked += 1;
+        if e.seq > manifest.ledger_applied {
+            c.bad(
+                &ledger_path,
+                format!(
+                    "entry {} ({} deletion request(s)) is not applied yet: run `eemu nightly` or `eemu forget`",
+                    e.seq, e.requests
+                ),
+            );
+        } else if e.state != crate::forget::State::Applied || !e.pending.is_empty() {
+            c.bad(
+                &ledger_path,
+                format!(
+                    "entry {} is applied but still holds its requests (an interrupted forget: run it again)",
+                    e.seq
+                ),
+            );
+        }
+    }
+    for file in list_dir(&root.join(crate::forget::REPORTS_DIR))? {
+        c.checked += 1;
+        let n = name(&file);
+        if !(n.starts_with("unlearning-") && (n.ends_with(".json") || n.ends_with(".txt"))) {
+            c.bad(&file, "unexpected file (unfinished write?)");
         }
     }
     Ok(Report {

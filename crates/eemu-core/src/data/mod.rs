@@ -80,6 +80,17 @@ impl Ids {
         }
     }
 
+    /// The ids of the entities marked in `keep` (still sorted, so no relative order changes).
+    pub fn retain(&self, keep: &[bool]) -> Ids {
+        fn pick<T: Clone>(v: &[T], keep: &[bool]) -> Vec<T> {
+            v.iter().zip(keep).filter(|(_, &k)| k).map(|(x, _)| x.clone()).collect()
+        }
+        match self {
+            Ids::Int(v) => Ids::Int(pick(v, keep)),
+            Ids::Str(v) => Ids::Str(pick(v, keep)),
+        }
+    }
+
     /// Internal id of an original integer id.
     pub fn find_int(&self, id: i64) -> Option<u32> {
         match self {
@@ -229,6 +240,42 @@ impl Entities {
 
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+
+    /// The entities marked in `keep`. Features are rebuilt from the kept entities' labels, so
+    /// vocabularies are exactly those an ingest of only these entities would build.
+    pub fn retain(&self, keep: &[bool]) -> Entities {
+        let kept: Vec<usize> = (0..self.len()).filter(|&e| keep[e]).collect();
+        let features = self
+            .features
+            .iter()
+            .map(|f| match &f.values {
+                FeatureValues::Categorical { vocabulary, codes } => {
+                    let labels: Vec<String> = kept.iter().map(|&e| vocabulary[codes[e] as usize].clone()).collect();
+                    Feature::categorical(&f.name, &labels)
+                }
+                FeatureValues::MultiHot { vocabulary, offsets, codes } => {
+                    let sets: Vec<Vec<String>> = kept
+                        .iter()
+                        .map(|&e| {
+                            codes[offsets[e] as usize..offsets[e + 1] as usize]
+                                .iter()
+                                .map(|&c| vocabulary[c as usize].clone())
+                                .collect()
+                        })
+                        .collect();
+                    Feature::multi_hot(&f.name, &sets)
+                }
+                FeatureValues::Dense { dim, values } => Feature {
+                    name: f.name.clone(),
+                    values: FeatureValues::Dense {
+                        dim: *dim,
+                        values: kept.iter().flat_map(|&e| values[e * dim..(e + 1) * dim].iter().copied()).collect(),
+                    },
+                },
+            })
+            .collect();
+        Entities { ids: self.ids.retain(keep), features }
     }
 
     /// Feeds id and every feature value of entity `e` into a hasher.

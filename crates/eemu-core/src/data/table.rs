@@ -74,6 +74,14 @@ impl Table {
         self.rows
     }
 
+    /// Where a data row sits, for messages: `file:line` (CSV) or `file row n` (Parquet).
+    pub fn at(&self, row: usize) -> String {
+        match &self.lines {
+            Some(lines) => format!("{}{}", self.file, Location::Line(lines[row])),
+            None => format!("{}{}", self.file, Location::Row(row)),
+        }
+    }
+
     /// An input error at a data row of this table.
     pub fn error(&self, row: usize, column: &str, message: impl Into<String>) -> anyhow::Error {
         let location = match &self.lines {

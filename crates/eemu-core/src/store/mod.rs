@@ -106,6 +106,10 @@ pub struct Manifest {
     pub dataset: DatasetInfo,
     pub shards: Vec<ShardInfo>,
     pub coverage: Coverage,
+    /// Highest deletion-ledger entry (`ledger.json`) applied to this dataset; 0 when none.
+    /// Written with the dataset it describes, so applying a batch commits atomically.
+    #[serde(default)]
+    pub ledger_applied: u64,
 }
 
 /// A store folder.
@@ -168,7 +172,14 @@ impl Store {
     }
 
     /// Writes a prepared dataset into the store and publishes it; returns the new manifest.
+    /// The deletion ledger's applied mark carries over from the store's current manifest.
     pub fn publish(&self, prepared: &Prepared, sources: Vec<Source>) -> Result<Manifest> {
+        let ledger_applied = self.manifest().map_or(0, |m| m.ledger_applied);
+        self.publish_as(prepared, sources, ledger_applied)
+    }
+
+    /// `publish`, recording that ledger entries up to `ledger_applied` are applied.
+    pub fn publish_as(&self, prepared: &Prepared, sources: Vec<Source>, ledger_applied: u64) -> Result<Manifest> {
         fs::create_dir_all(self.root.join("datasets"))
             .with_context(|| format!("cannot create store {}", self.root.display()))?;
         let id = &prepared.id;
@@ -196,13 +207,18 @@ impl Store {
                 "lineage": s.lineage,
                 "rows": s.rows,
                 "users": s.users,
-                "dataset": id,
                 "covers": "training identity (seed, shards, model, train settings), shard index, item catalog, the shard's rows, its users' features and validation items",
                 "training_identity": serde_json::from_str::<serde_json::Value>(&prepared.config.training_identity())?,
             });
-            write_atomic(&dir.join("lineage.json"), serde_json::to_string_pretty(&record)?.as_bytes())?;
+            // An unchanged lineage keeps its folder untouched (a deletion elsewhere rewrites nothing here).
+            let bytes = serde_json::to_string_pretty(&record)?;
+            let path = dir.join("lineage.json");
+            if fs::read(&path).ok().as_deref() != Some(bytes.as_bytes()) {
+                write_atomic(&path, bytes.as_bytes())?;
+            }
         }
-        let manifest = prepared.manifest(sources);
+        let mut manifest = prepared.manifest(sources);
+        manifest.ledger_applied = ledger_applied;
         write_atomic(&self.manifest_path(), (serde_json::to_string_pretty(&manifest)? + "\n").as_bytes())?;
         self.remove_unreferenced(&manifest)?;
         Ok(manifest)
@@ -408,6 +424,7 @@ impl Prepared {
                     lineage: s.lineage.clone(),
                 })
                 .collect(),
+            ledger_applied: 0,
             coverage: Coverage { users_by_shard_count, slices_without_query: all_slices.len() - with_query.len() },
         }
     }
