@@ -625,4 +625,23 @@ mod tests {
         let e = read_requests(&p, b',').unwrap_err().to_string();
         assert!(e.contains("user_id") && e.contains("found: user, item"), "{e}");
     }
+
+    #[test]
+    fn request_files_read_parquet_with_integer_ids_and_null_items() {
+        use arrow::array::{Int64Array, RecordBatch};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.parquet");
+        let batch = RecordBatch::try_from_iter([
+            ("user_id", Arc::new(Int64Array::from(vec![7, 8])) as _),
+            ("item_id", Arc::new(Int64Array::from(vec![Some(12), None])) as _),
+        ])
+        .unwrap();
+        crate::store::files::write_parquet_atomic(&p, &batch).unwrap();
+        let r = read_requests(&p, b',').unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!((r[0].user_id.as_str(), r[0].item_id.as_deref()), ("7", Some("12")));
+        assert_eq!((r[1].user_id.as_str(), r[1].item_id.as_deref(), r[1].request_id.as_deref()), ("8", None, None));
+        assert_eq!(r[1].at, format!("{} row 1", p.display()));
+    }
 }

@@ -103,6 +103,16 @@ pub fn ingest(request: &IngestRequest, config: &Config, store: &Store) -> Result
         let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         sources.push(Source { path: path.display().to_string(), bytes, sha256: sha256_file(&path)? });
     }
+    if let Ok(old) = store.manifest() {
+        if old.ledger_applied > 0 {
+            tracing::warn!(
+                store = %store.root().display(),
+                "this store has applied deletion requests (ledger entries up to {}); they are not re-applied to new input: \
+                 make sure the input no longer holds the deleted rows",
+                old.ledger_applied
+            );
+        }
+    }
     let manifest = store.publish(&prepared, sources)?;
     info!(store = %store.root().display(), dataset = %manifest.dataset.id, seconds = start.elapsed().as_secs_f32(), "published");
     Ok(manifest)

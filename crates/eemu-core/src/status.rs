@@ -132,6 +132,22 @@ pub fn text(store: &Store, manifest: &Manifest) -> String {
             let _ = writeln!(s, "latest run    none (`eemu nightly` trains and writes one)");
         }
     }
+    match crate::forget::Ledger::load(store) {
+        Ok(ledger) if !ledger.entries.is_empty() => {
+            let pending = ledger.pending(manifest.ledger_applied).count();
+            let _ = writeln!(
+                s,
+                "deletions     {} ledger entr{} applied, {pending} pending{}",
+                ledger.entries.len() - pending,
+                if ledger.entries.len() - pending == 1 { "y" } else { "ies" },
+                if pending > 0 { " (`eemu nightly` applies them)" } else { "" }
+            );
+        }
+        Ok(_) => {}
+        Err(e) => {
+            let _ = writeln!(s, "deletions     ledger unreadable: {e:#}");
+        }
+    }
     s
 }
 
