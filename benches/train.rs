@@ -5,12 +5,13 @@
 //!
 //!   make bench-train        (or: cargo bench --bench train -- [--device cpu|cuda] [--data DIR])
 //!
-//! `--data` names the ml-100k folder (default ../shared/data/ml-100k); on `--device cuda` the
+//! `--only fomaml,maml-batched,...` measures a subset (names as printed). `--data` names the
+//! ml-100k folder (default ../shared/data/ml-100k); on `--device cuda` the
 //! shard trains on the GPU (one shard: the estimate for all shards is S times the shard's time).
 use std::path::PathBuf;
 use std::time::Instant;
 
-use eemu::config::{Algorithm, Config};
+use eemu::config::{Algorithm, Config, InnerLoop};
 use eemu::ingest::{ingest, IngestRequest, InputFormat};
 use eemu::store::Store;
 use eemu::train::{train_epoch, Adam, ShardData};
@@ -40,9 +41,24 @@ fn main() {
     let (_, prepared) = store.load().expect("load");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("train ml-100k, shard 0 of {}, one epoch, {device:?}, 1 libtorch thread", config.shards.count);
-    for algorithm in [Algorithm::Fomaml, Algorithm::Maml, Algorithm::Reptile, Algorithm::Standard] {
+    let only = arg("--only");
+    let runs = [
+        (Algorithm::Fomaml, InnerLoop::PerUser),
+        (Algorithm::Maml, InnerLoop::PerUser),
+        (Algorithm::Maml, InnerLoop::Batched),
+        (Algorithm::Reptile, InnerLoop::PerUser),
+        (Algorithm::Reptile, InnerLoop::Batched),
+        (Algorithm::Standard, InnerLoop::PerUser),
+    ];
+    for (algorithm, inner_loop) in runs {
+        let name =
+            format!("{algorithm:?}").to_lowercase() + if inner_loop == InnerLoop::Batched { "-batched" } else { "" };
+        if only.as_ref().is_some_and(|o| !o.split(',').any(|x| x == name)) {
+            continue;
+        }
         let mut cfg = config.train.clone();
         cfg.algorithm = algorithm;
+        cfg.inner_loop = inner_loop;
         let data = ShardData::from_prepared(&prepared, Some(0));
         let mut model = data.new_model(&prepared, device);
         let mut adam = Adam::new(&model.params.flat, cfg.learning_rate);
@@ -51,8 +67,8 @@ fn main() {
         let seconds = start.elapsed().as_secs_f64();
         let users = data.users.len();
         println!(
-            "  {:<9} {users} users, {:.1} s/epoch, {:.0} users/s, loss {loss:.4}; all {} shards on {}: ~{:.0} s/epoch",
-            format!("{algorithm:?}").to_lowercase(),
+            "  {:<15} {users} users, {:.1} s/epoch, {:.0} users/s, loss {loss:.4}; all {} shards on {}: ~{:.0} s/epoch",
+            name,
             seconds,
             users as f64 / seconds,
             config.shards.count,

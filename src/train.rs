@@ -10,6 +10,10 @@
 //!   meta-gradients averaged over the meta-batch, one Adam step.
 //! - `reptile`: `inner_steps` SGD steps on each user's rows from the batch-start weights, then one
 //!   Adam step along the mean of (weights - adapted weights).
+//!
+//!   With `inner_loop = "batched"`, `maml` and `reptile` take the inner steps once for the whole
+//!   meta-batch, on the mean of its users' losses (one forward/backward per step instead of one
+//!   per user); for `reptile` with one inner step that is the same update.
 //! - `standard`: plain mini-batch training on the shard's rows (support and query alike), one
 //!   Adam step per batch of `batch_size` users: the sharded "Mean" baseline, and with one shard
 //!   the RETRAIN gold standard.
@@ -28,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tch::{Kind, Tensor};
 
-use crate::config::{Algorithm, TrainConfig};
+use crate::config::{Algorithm, InnerLoop, TrainConfig};
 use crate::data::split::Split;
 use crate::model::TwoTower;
 use crate::store::lineage::validation_items;
@@ -285,6 +289,35 @@ fn batch_loss(model: &TwoTower, users: Vec<u32>, owner: &[i64], items: [&[i64]; 
     hinge(&Tensor::cat(&[&s, &s], 0), &Tensor::cat(&[score(1), score(2)], 0), margin)
 }
 
+/// Mean over users of each user's mean hinge loss (the same value as averaging `user_loss`
+/// over the users), in one forward pass: the batched inner loop's objective.
+fn users_loss(model: &TwoTower, flat: &Tensor, users: &[u32], prs: &[Pairs], margin: f64) -> Tensor {
+    let device = model.device;
+    let p = &model.params.views(flat);
+    let ids: Vec<i64> = users.iter().map(|&u| u as i64).collect();
+    let u = model.user_vectors(p, &Tensor::from_slice(&ids).to_device(device));
+    let mut owner = Vec::new();
+    let mut weight = Vec::new();
+    let (mut pos, mut uni, mut inb) = (Vec::new(), Vec::new(), Vec::new());
+    for (k, pr) in prs.iter().enumerate() {
+        let n = pr.pos.len();
+        owner.extend(std::iter::repeat_n(k as i64, n));
+        // Each pair contributes two hinge terms; a user's terms average to their loss.
+        weight.extend(std::iter::repeat_n(1.0 / (2.0 * n as f32 * prs.len() as f32), n));
+        pos.extend_from_slice(&pr.pos);
+        uni.extend_from_slice(&pr.uniform);
+        inb.extend_from_slice(&pr.in_batch);
+    }
+    let n = owner.len() as i64;
+    let u = u.index_select(0, &Tensor::from_slice(&owner).to_device(device));
+    let all: Vec<i64> = pos.into_iter().chain(uni).chain(inb).collect();
+    let v = model.item_vectors(p, &Tensor::from_slice(&all).to_device(device));
+    let score = |k: i64| (&u * v.narrow(0, k * n, n)).sum_dim_intlist(1, false, Kind::Float);
+    let s = score(0);
+    let terms = (-(&s - score(1)) + margin).relu() + (-(&s - score(2)) + margin).relu();
+    (terms * Tensor::from_slice(&weight).to_device(device)).sum(Kind::Float)
+}
+
 /// Per-epoch record of the training log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
@@ -371,6 +404,24 @@ pub fn train_epoch(
                 }
                 model.params.load(&outer);
             }
+            Algorithm::Maml if cfg.inner_loop == InnerLoop::Batched => {
+                let (mut sps, mut qs) = (Vec::new(), Vec::new());
+                for &t in batch {
+                    sps.push(pairs(&mut rng, d, t, &d.support[t], &pool));
+                    qs.push(pairs(&mut rng, d, t, &d.query[t], &pool));
+                }
+                let users: Vec<u32> = batch.iter().map(|&t| d.users[t]).collect();
+                let (g, lq) = maml_meta_gradient(
+                    &model.params.flat,
+                    |p| users_loss(model, p, &users, &sps, cfg.margin),
+                    |p| users_loss(model, p, &users, &qs, cfg.margin),
+                    cfg.inner_learning_rate,
+                    cfg.inner_steps,
+                );
+                adam.step(&mut model.params.flat, &g);
+                total += lq * batch.len() as f64;
+                steps += batch.len();
+            }
             Algorithm::Maml => {
                 let mut meta = model.params.flat.detach().zeros_like();
                 for &t in batch {
@@ -390,6 +441,31 @@ pub fn train_epoch(
                 }
                 let meta = meta / batch.len() as f64;
                 adam.step(&mut model.params.flat, &meta);
+            }
+            Algorithm::Reptile if cfg.inner_loop == InnerLoop::Batched => {
+                let theta = model.params.copy();
+                let prs: Vec<Pairs> = batch
+                    .iter()
+                    .map(|&t| {
+                        let positives: Vec<u32> = d.support[t].iter().chain(&d.query[t]).copied().collect();
+                        pairs(&mut rng, d, t, &positives, &pool)
+                    })
+                    .collect();
+                let users: Vec<u32> = batch.iter().map(|&t| d.users[t]).collect();
+                let mut phi = theta.copy().set_requires_grad(true);
+                let mut last = 0.0;
+                for _ in 0..cfg.inner_steps {
+                    let l = users_loss(model, &phi, &users, &prs, cfg.margin);
+                    last = l.double_value(&[]);
+                    let g = grad(&l, &phi);
+                    tch::no_grad(|| {
+                        let _ = phi.g_sub_(&(g * cfg.inner_learning_rate));
+                    });
+                }
+                let direction = tch::no_grad(|| &theta - &phi);
+                adam.step(&mut model.params.flat, &direction);
+                total += last * batch.len() as f64;
+                steps += batch.len();
             }
             Algorithm::Reptile => {
                 let theta = model.params.copy();

@@ -63,3 +63,66 @@ fn the_training_log_records_every_epoch() {
     assert_eq!(log["lineage"], m.shards[1].lineage.as_str());
     assert!(store.is_trained(&m.shards[1]) && !store.is_trained(&m.shards[0]));
 }
+
+/// Parameters after one epoch of shard 0 with `config`'s training settings.
+fn one_epoch(config: &Config) -> Vec<f32> {
+    let dir = tempfile::tempdir().unwrap();
+    let files = synth_files(&dir.path().join("in"), SynthFormat::Csv, 11);
+    let store = Store::new(dir.path().join("store"));
+    ingest_into(store.root(), &files, config).unwrap();
+    let (_, prepared) = store.load().unwrap();
+    tch::set_num_threads(1);
+    let data = eemu::train::ShardData::from_prepared(&prepared, Some(0));
+    let mut model = data.new_model(&prepared, Device::Cpu);
+    let mut adam = eemu::train::Adam::new(&model.params.flat, config.train.learning_rate);
+    eemu::train::train_epoch(&mut model, &data, &config.train, &mut adam, config.seed, 1);
+    Vec::<f32>::try_from(model.params.flat.detach().flatten(0, -1)).unwrap()
+}
+
+/// ||(a - start) - (b - start)|| / ||a - start||: how far apart two updates of `start` are.
+fn relative_update_difference(a: &[f32], b: &[f32], start: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for ((x, y), s) in a.iter().zip(b).zip(start) {
+        num += ((x - y) as f64).powi(2);
+        den += ((x - s) as f64).powi(2);
+    }
+    (num / den).sqrt()
+}
+
+#[test]
+fn the_batched_inner_loop_equals_the_per_user_one_where_the_math_says_so() {
+    use eemu::config::InnerLoop;
+    let with = |algorithm: Algorithm, inner_loop: InnerLoop, batch_size: usize| {
+        let mut c = tiny(algorithm);
+        c.train.inner_loop = inner_loop;
+        c.train.batch_size = batch_size;
+        c.train.inner_steps = 1;
+        c
+    };
+    let start = {
+        // The initial weights (an Adam step of 1e-12 moves nothing).
+        let mut c = with(Algorithm::Reptile, InnerLoop::PerUser, 8);
+        c.train.learning_rate = 1e-12;
+        one_epoch(&c)
+    };
+    // Reptile with one inner step: mean of per-user SGD steps = one SGD step on the mean loss.
+    // Only rounding differs (theta - phi cancels digits, and Adam divides by sqrt(v)).
+    let per_user = one_epoch(&with(Algorithm::Reptile, InnerLoop::PerUser, 8));
+    let batched = one_epoch(&with(Algorithm::Reptile, InnerLoop::Batched, 8));
+    let reptile = relative_update_difference(&per_user, &batched, &start);
+    // MAML with one user per meta-batch: the same computation.
+    let per_user = one_epoch(&with(Algorithm::Maml, InnerLoop::PerUser, 1));
+    let batched = one_epoch(&with(Algorithm::Maml, InnerLoop::Batched, 1));
+    let maml_1 = relative_update_difference(&per_user, &batched, &start);
+    // MAML with larger meta-batches shares the adapted weights: a different update.
+    let per_user = one_epoch(&with(Algorithm::Maml, InnerLoop::PerUser, 8));
+    let batched = one_epoch(&with(Algorithm::Maml, InnerLoop::Batched, 8));
+    let maml_8 = relative_update_difference(&per_user, &batched, &start);
+    println!(
+        "relative update differences: reptile {reptile:.2e}, maml batch 1 {maml_1:.2e}, maml batch 8 {maml_8:.2e}"
+    );
+    assert!(reptile < 0.02, "reptile: batched update differs from per-user by {reptile}");
+    assert!(maml_1 < 0.02, "maml, batch 1: batched update differs from per-user by {maml_1}");
+    assert!(maml_8 > 10.0 * reptile.max(maml_1), "maml, batch 8: {maml_8} (an approximation, not the same update)");
+}

@@ -297,6 +297,31 @@ pub struct TrainConfig {
     pub inner_steps: usize,
     /// SGD step size of the inner loop of `maml` and `reptile`.
     pub inner_learning_rate: f64,
+    /// Inner loop of `maml` and `reptile`: each user on their own (the papers), or the whole
+    /// meta-batch in one batched step. Left out of the serialized config at its default, so
+    /// lineage hashes of stores made before it existed do not change.
+    #[serde(skip_serializing_if = "InnerLoop::is_per_user")]
+    pub inner_loop: InnerLoop,
+}
+
+/// How `maml` and `reptile` take their inner steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InnerLoop {
+    /// One inner loop per user, from the meta-batch's start weights.
+    #[default]
+    PerUser,
+    /// One inner loop for the whole meta-batch on the mean of the users' losses (each user's
+    /// loss is the mean over their pairs, as per user). For `reptile` with one inner step this
+    /// is the same update as `per-user`; otherwise an approximation that shares the adapted
+    /// weights across the meta-batch.
+    Batched,
+}
+
+impl InnerLoop {
+    pub fn is_per_user(&self) -> bool {
+        *self == InnerLoop::PerUser
+    }
 }
 
 impl Default for TrainConfig {
@@ -309,6 +334,7 @@ impl Default for TrainConfig {
             margin: 1.0,
             inner_steps: 1,
             inner_learning_rate: 0.01,
+            inner_loop: InnerLoop::PerUser,
         }
     }
 }

@@ -305,8 +305,11 @@ pub fn apply_pending(store: &Store) -> Result<Applied> {
     }
     ledger.save(store)?;
     fault::point("ledger-applying");
-    // Provenance hashes of the original input files cover the deleted rows: they are dropped.
-    store.publish_as(&next, vec![], last)?;
+    // Provenance hashes of the original input files cover the deleted rows: they are dropped
+    // once anything is deleted.
+    let sources =
+        if removal.rows_removed() + removal.users_removed() == 0 { manifest.dataset.sources.clone() } else { vec![] };
+    store.publish_as(&next, sources, last)?;
     fault::point("dataset-published");
     redact_committed(store, &mut ledger, last)?;
     fault::point("ledger-applied");
@@ -564,9 +567,10 @@ pub fn write_report(store: &Store, recompute: &Recompute) -> Result<Option<(Path
             r["train_seconds"].as_f64().map(|s| format!(", trained in {s:.1} s")).unwrap_or_default()
         ));
     }
+    let reused_list = reused.iter().map(|r| r["shard"].to_string()).collect::<Vec<_>>().join(", ");
     text.push_str(&format!(
         "shards reused (lineage unchanged, models and cached labels kept): {}\n",
-        reused.iter().map(|r| r["shard"].to_string()).collect::<Vec<_>>().join(", ")
+        if reused.is_empty() { "none".into() } else { reused_list }
     ));
     if let Some(run) = &recompute.run_id {
         text.push_str(&format!("new run: {run}\n"));
