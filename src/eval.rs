@@ -19,7 +19,7 @@ use tch::{Device, Tensor};
 use tracing::info;
 
 use crate::config::{Algorithm, Config};
-use crate::data::split::{user_runs, Split};
+use crate::data::split::Split;
 use crate::model::TwoTower;
 use crate::store::Prepared;
 use crate::train::{hinge, train_epoch, Adam, ShardData};
@@ -37,42 +37,26 @@ pub struct Targets {
 }
 
 impl Targets {
+    /// The users with a test item, from the data's history (see [`crate::infer::History`]).
     pub fn new(p: &Prepared) -> Result<Targets> {
+        let h = crate::infer::History::new(p);
         let x = &p.dataset.interactions;
-        let mut t = Targets {
-            users: vec![],
-            valid: vec![],
-            test: vec![],
-            train_items: vec![],
-            n_items: p.dataset.items.len(),
-            degree: vec![0; p.dataset.items.len()],
-        };
-        for (user, run) in user_runs(&x.user) {
-            let mut train = Vec::new();
-            let (mut valid, mut test) = (None, None);
-            for r in run {
-                match p.split[r] {
-                    Split::Train => {
-                        train.push(x.item[r]);
-                        t.degree[x.item[r] as usize] += 1;
-                    }
-                    Split::Valid => valid = Some(x.item[r]),
-                    Split::Test => test = Some(x.item[r]),
-                }
-            }
-            if let Some(test) = test {
-                train.sort_unstable();
-                train.dedup();
-                t.users.push(user);
-                t.valid.push(valid);
-                t.test.push(test);
-                t.train_items.push(train);
-            }
+        let mut test = vec![None; p.dataset.users.len()];
+        for r in (0..x.len()).filter(|&r| p.split[r] == Split::Test) {
+            test[x.user[r] as usize] = Some(x.item[r]);
         }
-        if t.users.is_empty() {
+        let users: Vec<u32> = (0..test.len() as u32).filter(|&u| test[u as usize].is_some()).collect();
+        if users.is_empty() {
             bail!("the store has no test rows: ingest with [split] mode = \"leave-one-out\" to evaluate");
         }
-        Ok(t)
+        Ok(Targets {
+            valid: users.iter().map(|&u| h.validation[u as usize]).collect(),
+            test: users.iter().filter_map(|&u| test[u as usize]).collect(),
+            train_items: users.iter().map(|&u| h.train_items[u as usize].clone()).collect(),
+            users,
+            n_items: h.n_items,
+            degree: h.degree,
+        })
     }
 }
 
