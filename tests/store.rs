@@ -129,10 +129,25 @@ fn the_stored_dataset_reads_back_unchanged() {
 fn shipped_configs_are_valid_and_default_toml_matches_the_built_in_defaults() {
     let default = Config::load(&repo_path("configs/default.toml")).unwrap();
     assert_eq!(default, Config::default());
-    for name in ["ml-100k", "ml-1m", "demo"] {
-        let c = Config::load(&repo_path(&format!("configs/{name}.toml"))).unwrap();
+    let mut shipped: Vec<String> = std::fs::read_dir(repo_path("configs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml") && n != "default.toml")
+        .collect();
+    shipped.sort();
+    assert!(shipped.len() >= 4, "{shipped:?}");
+    for name in shipped {
+        let c = Config::load(&repo_path(&format!("configs/{name}"))).unwrap();
         assert_eq!(c.shards.count, 8, "{name}");
     }
+    let reptile = Config::load(&repo_path("configs/ml-100k-reptile.toml")).unwrap();
+    assert_eq!(reptile.train.inner_loop, eemu::config::InnerLoop::Batched);
+    // The same data and model as the reference config: only the training differs.
+    let reference = Config::load(&repo_path("configs/ml-100k.toml")).unwrap();
+    assert_eq!(
+        (&reptile.model, &reptile.shards, &reptile.split),
+        (&reference.model, &reference.shards, &reference.split)
+    );
 }
 
 #[test]

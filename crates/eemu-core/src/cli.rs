@@ -20,8 +20,9 @@ Logs go to stderr (EEMU_LOG=debug for more); results go to stdout.";
 ///
 /// Interactions are split into shards by a keyed hash of each row, so deleting rows retrains only
 /// the shards that held them. Typical flow: `eemu ingest` a dataset into a store, inspect it with
-/// `eemu status`, `eemu train` the shard models, and compare methods with `eemu evaluate`.
-/// `eemu synth` generates demo data.
+/// `eemu status`, run `eemu nightly` (train the shard models, write top-K lists for every user),
+/// delete data with `eemu forget` and prove it with `eemu verify`; compare methods with
+/// `eemu evaluate`. `eemu synth` generates demo data.
 #[derive(Debug, Parser)]
 #[command(name = "eemu", disable_version_flag = true, after_help = AFTER_HELP)]
 pub struct Cli {
