@@ -15,19 +15,9 @@ use std::process::Command;
 
 use common::{eemu, ok, python, text};
 
-/// A small, fast config: leave-one-out split, 3 shards, a tiny model.
+/// The fast pipeline config (leave-one-out split, as shipped in demo.toml).
 fn tiny() -> eemu::config::Config {
-    let mut c = common::demo_config();
-    c.shards.count = 3;
-    c.model =
-        eemu::config::ModelConfig { feature_dim: 8, user_tower: vec![16], item_tower: vec![16], embedding_dim: 8 };
-    c.train.epochs = 2;
-    c.train.batch_size = 8;
-    c.cluster.clusters = 4;
-    c.cluster.runs = 2;
-    c.infer.top_k = 10;
-    c.infer.batch_users = 16;
-    c
+    common::pipeline_config()
 }
 
 /// The deleted user (every row and their features).

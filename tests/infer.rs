@@ -8,19 +8,10 @@ use std::process::Command;
 
 use common::{eemu, ok, python, text};
 
-/// A small, fast config: production split (every row is training data), 3 shards, a tiny model.
+/// The fast pipeline config with a production split (every row is training data).
 fn tiny() -> eemu::config::Config {
-    let mut c = common::demo_config();
+    let mut c = common::pipeline_config();
     c.split.mode = eemu::config::SplitMode::Production;
-    c.shards.count = 3;
-    c.model =
-        eemu::config::ModelConfig { feature_dim: 8, user_tower: vec![16], item_tower: vec![16], embedding_dim: 8 };
-    c.train.epochs = 2;
-    c.train.batch_size = 8;
-    c.cluster.clusters = 4;
-    c.cluster.runs = 2;
-    c.infer.top_k = 10;
-    c.infer.batch_users = 16;
     c
 }
 

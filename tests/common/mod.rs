@@ -26,6 +26,22 @@ pub fn tiny_config() -> Config {
     c
 }
 
+/// The demo config made fast for end-to-end runs of train + infer: 3 shards, a tiny model, two
+/// epochs, 4 clusters, top-10 lists.
+pub fn pipeline_config() -> Config {
+    let mut c = demo_config();
+    c.shards.count = 3;
+    c.model =
+        eemu::config::ModelConfig { feature_dim: 8, user_tower: vec![16], item_tower: vec![16], embedding_dim: 8 };
+    c.train.epochs = 2;
+    c.train.batch_size = 8;
+    c.cluster.clusters = 4;
+    c.cluster.runs = 2;
+    c.infer.top_k = 10;
+    c.infer.batch_users = 16;
+    c
+}
+
 /// Writes `config` as a TOML file (for tests that run the binary).
 pub fn write_config(path: &Path, config: &Config) {
     std::fs::write(path, toml::to_string(config).expect("config serializes to TOML")).unwrap();
