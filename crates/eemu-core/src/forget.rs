@@ -218,26 +218,22 @@ pub fn submit(store: &Store, path: &Path) -> Result<Submitted> {
         return Ok(Submitted { seq: e.seq, requests: e.requests, appended: false, state: e.state });
     }
     let seq = ledger.entries.last().map_or(0, |e| e.seq).max(manifest.ledger_applied) + 1;
+    let count = requests.len();
     ledger.entries.push(Entry {
         seq,
         received_unix: now(),
         source: path.display().to_string(),
         source_sha256: sha256,
-        requests: requests.len(),
+        requests: count,
         state: State::Pending,
         pending: requests,
         outcome: None,
         report: None,
     });
     ledger.save(store)?;
-    info!(seq, requests = ledger.entries.last().map_or(0, |e| e.requests), "requests recorded in the ledger");
+    info!(seq, requests = count, "requests recorded in the ledger");
     fault::point("ledger-appended");
-    Ok(Submitted {
-        seq,
-        requests: ledger.entries.last().map_or(0, |e| e.requests),
-        appended: true,
-        state: State::Pending,
-    })
+    Ok(Submitted { seq, requests: count, appended: true, state: State::Pending })
 }
 
 /// A request that matched nothing, with its ids (for the command's output only: the ledger and
