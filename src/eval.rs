@@ -279,17 +279,25 @@ fn run_method(
         let scores = mean_scores(state.iter().map(|(_, m, _)| model_scores(m, t)).collect());
         let (vr, tr) = ranks(&scores, t);
         let (vm, tm) = (Metrics::from_ranks(&vr), Metrics::from_ranks(&tr));
-        info!(
-            method = name,
-            epoch,
-            validation_hr10 = format!("{:.4}", vm.hr10),
-            seconds = format!("{:.0}", start.elapsed().as_secs_f64()),
-            "evaluated"
-        );
         curve.push((epoch, vm.hr10));
         if best.as_ref().is_none_or(|b| vm.hr10 > b.1.hr10) {
             best = Some((epoch, vm, tm, tr, state.iter().map(|(_, m, _)| m.params.copy()).collect()));
         }
+        // The test metrics of the epoch chosen on validation so far: what the result would be if
+        // the run stopped here, so a long run that is cut short still leaves its numbers.
+        let (chosen, _, ct, _, _) = best.as_ref().expect("just set");
+        info!(
+            method = name,
+            epoch,
+            validation_hr10 = format!("{:.4}", vm.hr10),
+            chosen_epoch = chosen,
+            test_hr10 = format!("{:.4}", ct.hr10),
+            test_ndcg10 = format!("{:.4}", ct.ndcg10),
+            test_hr20 = format!("{:.4}", ct.hr20),
+            test_ndcg20 = format!("{:.4}", ct.ndcg20),
+            seconds = format!("{:.0}", start.elapsed().as_secs_f64()),
+            "evaluated"
+        );
     }
     progress.finish();
     let (epoch, validation, test, test_ranks, snapshot) = best.expect("at least one evaluation");

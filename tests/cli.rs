@@ -137,6 +137,21 @@ fn evaluate_on_a_supplied_split_ranks_test_only_items_and_checks_columns() {
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("eval.json")).unwrap()).unwrap();
     assert_eq!(report["split"]["files"].as_array().unwrap().len(), 3);
     assert_eq!(report["results"][0]["test"]["users"], 3, "user 3 has no test row: trained on, not evaluated");
+    // Each evaluated epoch logs the test metrics of the epoch chosen so far: after the last one
+    // they are the reported result.
+    for r in report["results"].as_array().unwrap().iter().filter(|r| r["method"] != "eemu-adapt") {
+        let line = err
+            .lines()
+            .rfind(|l| l.contains("evaluated") && l.contains(&format!("method=\"{}\"", r["method"].as_str().unwrap())))
+            .unwrap_or_else(|| panic!("no evaluated line for {}: {err}", r["method"]));
+        let expect = format!(
+            "chosen_epoch={} test_hr10=\"{:.4}\" test_ndcg10=\"{:.4}\"",
+            r["epoch"],
+            r["test"]["hr10"].as_f64().unwrap(),
+            r["test"]["ndcg10"].as_f64().unwrap()
+        );
+        assert!(line.contains(&expect), "{line} lacks {expect}");
+    }
     let file = std::fs::File::open(d.join("ranks.parquet")).unwrap();
     let batches: Vec<RecordBatch> = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .unwrap()
