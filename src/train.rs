@@ -13,7 +13,9 @@
 //!
 //!   With `inner_loop = "batched"`, `maml` and `reptile` take the inner steps once for the whole
 //!   meta-batch, on the mean of its users' losses (one forward/backward per step instead of one
-//!   per user); for `reptile` with one inner step that is the same update.
+//!   per user); for `reptile` with one inner step that is the same update. (With one inner
+//!   step, reptile's direction is the inner learning rate times the gradient of the users'
+//!   mean loss, so under Adam it is plain training with every user weighing the same.)
 //! - `standard`: plain mini-batch training on the shard's rows (support and query alike), one
 //!   Adam step per batch of `batch_size` users: the sharded "Mean" baseline, and with one shard
 //!   the RETRAIN gold standard.
