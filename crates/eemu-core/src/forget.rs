@@ -457,6 +457,120 @@ pub struct Recompute {
     pub seconds_total: f64,
 }
 
+/// The unlearning report (`reports/unlearning-<seq>.json`; `text` gives the `.txt` summary).
+#[derive(Debug, Serialize)]
+struct Report {
+    report: &'static str,
+    eemu_version: &'static str,
+    written_unix: u64,
+    ledger_entries: Vec<ReportEntry>,
+    rows_removed: usize,
+    users_removed: usize,
+    dataset_before: Option<String>,
+    dataset_after: String,
+    shards_retrained: Vec<RetrainedShard>,
+    shards_reused: Vec<ReusedShard>,
+    run: Option<String>,
+    superseded_runs_deleted: Vec<String>,
+    seconds: ReportSeconds,
+    verify: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct ReportEntry {
+    seq: u64,
+    source: String,
+    received_unix: u64,
+    applied_unix: Option<u64>,
+    requests: usize,
+    requests_applied: usize,
+    requests_not_found: Vec<RequestOutcome>,
+    rows_removed: Option<usize>,
+    users_removed: Option<usize>,
+    request_ids: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+struct RetrainedShard {
+    shard: usize,
+    lineage_before: String,
+    lineage_after: String,
+    rows_before: usize,
+    rows_after: usize,
+    train_seconds: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct ReusedShard {
+    shard: usize,
+    lineage: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ReportSeconds {
+    apply: f64,
+    train: f64,
+    infer: f64,
+    total: f64,
+}
+
+impl Report {
+    fn text(&self) -> String {
+        let mut text = format!(
+            "unlearning report: ledger entries {}, {} request(s), {} row(s) and {} user(s) removed\n",
+            self.ledger_entries.iter().map(|e| e.seq.to_string()).collect::<Vec<_>>().join(", "),
+            self.ledger_entries.iter().map(|e| e.requests).sum::<usize>(),
+            self.rows_removed,
+            self.users_removed
+        );
+        for nf in self.ledger_entries.iter().flat_map(|e| &e.requests_not_found) {
+            text.push_str(&format!(
+                "  not found (unknown id or deleted before): {}{}\n",
+                nf.at,
+                nf.request_id.as_ref().map(|id| format!(" (request {id})")).unwrap_or_default()
+            ));
+        }
+        text.push_str(&format!(
+            "dataset {} -> {}\n",
+            self.dataset_before.as_deref().unwrap_or("?"),
+            self.dataset_after
+        ));
+        text.push_str(&format!(
+            "shards retrained: {} of {}\n",
+            self.shards_retrained.len(),
+            self.shards_retrained.len() + self.shards_reused.len()
+        ));
+        for r in &self.shards_retrained {
+            text.push_str(&format!(
+                "  shard {}: {} -> {} ({} -> {} rows){}\n",
+                r.shard,
+                r.lineage_before,
+                r.lineage_after,
+                r.rows_before,
+                r.rows_after,
+                r.train_seconds.map(|s| format!(", trained in {s:.1} s")).unwrap_or_default()
+            ));
+        }
+        let reused = self.shards_reused.iter().map(|r| r.shard.to_string()).collect::<Vec<_>>().join(", ");
+        text.push_str(&format!(
+            "shards reused (lineage unchanged, models and cached labels kept): {}\n",
+            if reused.is_empty() { "none".into() } else { reused }
+        ));
+        if let Some(run) = &self.run {
+            text.push_str(&format!("new run: {run}\n"));
+        }
+        for run in &self.superseded_runs_deleted {
+            text.push_str(&format!("deleted superseded run: {run}\n"));
+        }
+        let s = &self.seconds;
+        text.push_str(&format!(
+            "seconds: apply {:.1}, train {:.1}, infer {:.1}, total {:.1}\n",
+            s.apply, s.train, s.infer, s.total
+        ));
+        text
+    }
+}
+
 /// Writes the unlearning report of every applied entry not yet covered by one, as
 /// `reports/unlearning-<last seq>.json` and `.txt`, and records it in the ledger. Returns the
 /// text summary, or `None` when every applied entry is reported already.
@@ -474,110 +588,65 @@ pub fn write_report(store: &Store, recompute: &Recompute) -> Result<Option<(Path
         None => manifest.shards.iter().map(|s| (s.lineage.clone(), s.rows)).collect(),
     };
     let trained: HashMap<usize, f64> = recompute.trained.iter().copied().collect();
-    let mut retrained = Vec::new();
-    let mut reused = Vec::new();
-    for (s, (old, rows_before)) in manifest.shards.iter().zip(&before) {
-        if *old != s.lineage {
-            retrained.push(serde_json::json!({
-                "shard": s.index,
-                "lineage_before": old,
-                "lineage_after": s.lineage,
-                "rows_before": rows_before,
-                "rows_after": s.rows,
-                "train_seconds": trained.get(&s.index),
-            }));
+    let mut shards_retrained = Vec::new();
+    let mut shards_reused = Vec::new();
+    for (s, (old, rows_before)) in manifest.shards.iter().zip(before) {
+        if old != s.lineage {
+            shards_retrained.push(RetrainedShard {
+                shard: s.index,
+                lineage_before: old,
+                lineage_after: s.lineage.clone(),
+                rows_before,
+                rows_after: s.rows,
+                train_seconds: trained.get(&s.index).copied(),
+            });
         } else {
-            reused.push(serde_json::json!({ "shard": s.index, "lineage": s.lineage }));
+            shards_reused.push(ReusedShard { shard: s.index, lineage: s.lineage.clone() });
         }
     }
-    let ledger_entries: Vec<serde_json::Value> = entries
+    let ledger_entries: Vec<ReportEntry> = entries
         .iter()
         .map(|e| {
             let o = e.outcome.as_ref();
-            let not_found: Vec<&RequestOutcome> =
-                o.map(|o| o.requests.iter().filter(|r| !r.found).collect()).unwrap_or_default();
-            serde_json::json!({
-                "seq": e.seq,
-                "source": e.source,
-                "received_unix": e.received_unix,
-                "applied_unix": o.map(|o| o.applied_unix),
-                "requests": e.requests,
-                "requests_applied": e.requests - not_found.len(),
-                "requests_not_found": not_found,
-                "rows_removed": o.map(|o| o.rows_removed),
-                "users_removed": o.map(|o| o.users_removed),
-                "request_ids": o.map(|o| o.requests.iter().filter_map(|r| r.request_id.clone()).collect::<Vec<_>>()),
-            })
+            let requests_not_found: Vec<RequestOutcome> =
+                o.map(|o| o.requests.iter().filter(|r| !r.found).cloned().collect()).unwrap_or_default();
+            ReportEntry {
+                seq: e.seq,
+                source: e.source.clone(),
+                received_unix: e.received_unix,
+                applied_unix: o.map(|o| o.applied_unix),
+                requests: e.requests,
+                requests_applied: e.requests - requests_not_found.len(),
+                requests_not_found,
+                rows_removed: o.map(|o| o.rows_removed),
+                users_removed: o.map(|o| o.users_removed),
+                request_ids: o.map(|o| o.requests.iter().filter_map(|r| r.request_id.clone()).collect()),
+            }
         })
         .collect();
-    let dataset_before = first_outcome.map(|o| o.dataset_before.clone());
-    let rows_removed: usize = entries.iter().filter_map(|e| e.outcome.as_ref()).map(|o| o.rows_removed).sum();
-    let users_removed: usize = entries.iter().filter_map(|e| e.outcome.as_ref()).map(|o| o.users_removed).sum();
-    let report = serde_json::json!({
-        "report": "eemu unlearning report",
-        "eemu_version": env!("CARGO_PKG_VERSION"),
-        "written_unix": now(),
-        "ledger_entries": ledger_entries,
-        "rows_removed": rows_removed,
-        "users_removed": users_removed,
-        "dataset_before": dataset_before,
-        "dataset_after": manifest.dataset.id,
-        "shards_retrained": retrained,
-        "shards_reused": reused,
-        "run": recompute.run_id,
-        "superseded_runs_deleted": recompute.runs_deleted,
-        "seconds": {
-            "apply": recompute.seconds_apply,
-            "train": recompute.seconds_train,
-            "infer": recompute.seconds_infer,
-            "total": recompute.seconds_total,
+    let outcomes = || entries.iter().filter_map(|e| e.outcome.as_ref());
+    let report = Report {
+        report: "eemu unlearning report",
+        eemu_version: env!("CARGO_PKG_VERSION"),
+        written_unix: now(),
+        ledger_entries,
+        rows_removed: outcomes().map(|o| o.rows_removed).sum(),
+        users_removed: outcomes().map(|o| o.users_removed).sum(),
+        dataset_before: first_outcome.map(|o| o.dataset_before.clone()),
+        dataset_after: manifest.dataset.id.clone(),
+        shards_retrained,
+        shards_reused,
+        run: recompute.run_id.clone(),
+        superseded_runs_deleted: recompute.runs_deleted.clone(),
+        seconds: ReportSeconds {
+            apply: recompute.seconds_apply,
+            train: recompute.seconds_train,
+            infer: recompute.seconds_infer,
+            total: recompute.seconds_total,
         },
-        "verify": "run `eemu verify --store <store>`: it recomputes every lineage hash from the dataset files and checks every stored artifact",
-    });
-    let mut text = format!(
-        "unlearning report: ledger entries {}, {} request(s), {} row(s) and {} user(s) removed\n",
-        entries.iter().map(|e| e.seq.to_string()).collect::<Vec<_>>().join(", "),
-        entries.iter().map(|e| e.requests).sum::<usize>(),
-        rows_removed,
-        users_removed
-    );
-    for e in &ledger_entries {
-        for nf in e["requests_not_found"].as_array().map(Vec::as_slice).unwrap_or_default() {
-            text.push_str(&format!(
-                "  not found (unknown id or deleted before): {}{}\n",
-                nf["at"].as_str().unwrap_or_default(),
-                nf["request_id"].as_str().map(|id| format!(" (request {id})")).unwrap_or_default()
-            ));
-        }
-    }
-    text.push_str(&format!("dataset {} -> {}\n", dataset_before.as_deref().unwrap_or("?"), manifest.dataset.id));
-    text.push_str(&format!("shards retrained: {} of {}\n", retrained.len(), manifest.shards.len()));
-    for r in &retrained {
-        text.push_str(&format!(
-            "  shard {}: {} -> {} ({} -> {} rows){}\n",
-            r["shard"],
-            r["lineage_before"].as_str().unwrap_or_default(),
-            r["lineage_after"].as_str().unwrap_or_default(),
-            r["rows_before"],
-            r["rows_after"],
-            r["train_seconds"].as_f64().map(|s| format!(", trained in {s:.1} s")).unwrap_or_default()
-        ));
-    }
-    let reused_list = reused.iter().map(|r| r["shard"].to_string()).collect::<Vec<_>>().join(", ");
-    text.push_str(&format!(
-        "shards reused (lineage unchanged, models and cached labels kept): {}\n",
-        if reused.is_empty() { "none".into() } else { reused_list }
-    ));
-    if let Some(run) = &recompute.run_id {
-        text.push_str(&format!("new run: {run}\n"));
-    }
-    for run in &recompute.runs_deleted {
-        text.push_str(&format!("deleted superseded run: {run}\n"));
-    }
-    text.push_str(&format!(
-        "seconds: apply {:.1}, train {:.1}, infer {:.1}, total {:.1}\n",
-        recompute.seconds_apply, recompute.seconds_train, recompute.seconds_infer, recompute.seconds_total
-    ));
+        verify: "run `eemu verify --store <store>`: it recomputes every lineage hash from the dataset files and checks every stored artifact",
+    };
+    let text = report.text();
     let dir = store.root().join(REPORTS_DIR);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let name = format!("unlearning-{last}");
