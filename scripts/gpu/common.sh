@@ -1,0 +1,43 @@
+# Sourced by the GPU run scripts (on the GPU machine, repository root): unpacks gpu-run/ (made by
+# scripts/gpu/stage.sh) into $W, points LD_LIBRARY_PATH at that machine's torch libraries, and
+# defines stamp, ev (one `eemu evaluate` in the background, output under $OUT) and wait_for.
+set -u
+G=gpu-run
+export LD_LIBRARY_PATH=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+T0=$(date +%s); DEADLINE=${DEADLINE:-500}
+W=/tmp/w; B=$W/bin; mkdir -p $B
+for f in eemu eemu-engine bench-train; do gzip -dc $G/$f.gz > $B/$f; chmod +x $B/$f; done
+tar xzf $G/data.tgz -C $W
+export EEMU_ENGINE=$B/eemu-engine
+stamp() { echo "=== [$(( $(date +%s) - T0 )) s] $*"; }
+stamp "machine"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+nproc; $B/eemu --version
+# ev NAME STORE DEVICE METHODS [evaluate options...]: 100 epochs, evaluated every 10.
+ev() {
+  local n=$1 s=$2 d=$3 m=$4; shift 4
+  $B/eemu evaluate --store "$s" --epochs 100 --eval-every 10 --device "$d" --methods "$m" "$@" \
+    --out "$OUT/$n.json" > "$OUT/$n.txt" 2> "$OUT/$n.log"
+}
+# wait_for NAME:PID...: waits until they end or DEADLINE seconds have passed, then stops the rest
+# and prints each one's table and evaluation log (every evaluated epoch logs the test metrics of
+# the epoch chosen on validation so far, so a method cut short still leaves its numbers).
+wait_for() {
+  local alive n=0 x
+  while [ $(( $(date +%s) - T0 )) -lt "$DEADLINE" ]; do
+    alive=0; for x in "$@"; do kill -0 "${x#*:}" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 5; n=$((n + 1))
+    if [ $((n % 12)) = 0 ]; then
+      stamp "progress"; for x in "$@"; do grep evaluated "$OUT/${x%%:*}.log" | tail -1 | cut -c 28-; done
+    fi
+  done
+  stamp "end of wait"
+  for x in "$@"; do kill -0 "${x#*:}" 2>/dev/null && { echo "stopping ${x%%:*}"; pkill -P "${x#*:}"; kill "${x#*:}"; }; done
+  pkill -f "$B/eemu" 2>/dev/null || true
+  for x in "$@"; do
+    echo "--- ${x%%:*}"; grep -v "^\s*$" "$OUT/${x%%:*}.txt"
+    grep -ih "evaluated\|warn\|error" "$OUT/${x%%:*}.log" | sed 's/^20[-0-9T:.]*Z *//'
+  done
+}
