@@ -42,15 +42,23 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("train ml-100k, shard 0 of {}, one epoch, {device:?}, 1 libtorch thread", config.shards.count);
     let only = arg("--only");
+    let data = ShardData::from_prepared(&prepared, Some(0));
+    let users = data.users.len();
+    // One epoch of shard 0 from fresh weights: (seconds, epoch loss).
+    let epoch = |algorithm: Algorithm, inner_loop: InnerLoop| {
+        let mut cfg = config.train.clone();
+        cfg.algorithm = algorithm;
+        cfg.inner_loop = inner_loop;
+        let mut model = data.new_model(&prepared, device);
+        let mut adam = Adam::new(&model.params.flat, cfg.learning_rate);
+        let start = Instant::now();
+        let loss = train_epoch(&mut model, &data, &cfg, &mut adam, config.seed, 1);
+        (start.elapsed().as_secs_f64(), loss)
+    };
     if device != Device::Cpu {
         // CUDA context, cuBLAS handles and the caching allocator start on first use: one untimed
         // epoch keeps that out of the first measured algorithm.
-        let mut cfg = config.train.clone();
-        cfg.algorithm = Algorithm::Standard;
-        let data = ShardData::from_prepared(&prepared, Some(0));
-        let mut model = data.new_model(&prepared, device);
-        let mut adam = Adam::new(&model.params.flat, cfg.learning_rate);
-        train_epoch(&mut model, &data, &cfg, &mut adam, config.seed, 1);
+        epoch(Algorithm::Standard, InnerLoop::PerUser);
     }
     let runs = [
         (Algorithm::Fomaml, InnerLoop::PerUser),
@@ -66,16 +74,7 @@ fn main() {
         if only.as_ref().is_some_and(|o| !o.split(',').any(|x| x == name)) {
             continue;
         }
-        let mut cfg = config.train.clone();
-        cfg.algorithm = algorithm;
-        cfg.inner_loop = inner_loop;
-        let data = ShardData::from_prepared(&prepared, Some(0));
-        let mut model = data.new_model(&prepared, device);
-        let mut adam = Adam::new(&model.params.flat, cfg.learning_rate);
-        let start = Instant::now();
-        let loss = train_epoch(&mut model, &data, &cfg, &mut adam, config.seed, 1);
-        let seconds = start.elapsed().as_secs_f64();
-        let users = data.users.len();
+        let (seconds, loss) = epoch(algorithm, inner_loop);
         println!(
             "  {:<15} {users} users, {:.1} s/epoch, {:.0} users/s, loss {loss:.4}; all {} shards on {}: ~{:.0} s/epoch",
             name,
