@@ -15,19 +15,15 @@ use std::process::Command;
 
 use common::{eemu, ok, python, text};
 
-/// The fast pipeline config (leave-one-out split, as shipped in demo.toml).
-fn tiny() -> eemu::config::Config {
-    common::pipeline_config()
-}
-
 /// The deleted user (every row and their features).
 const USER: &str = "u00002";
 
-/// Synthetic input in `d/in`, the tiny config, and a request file `d/req.csv` deleting every row
-/// of [`USER`], one training interaction of u00001 (their earliest), and naming an unknown user.
+/// Synthetic input in `d/in`, the fast pipeline config (leave-one-out split, as demo.toml), and
+/// a request file `d/req.csv` deleting every row of [`USER`], one training interaction of u00001
+/// (their earliest), and naming an unknown user.
 /// Returns the deleted interaction (user, item).
 fn setup(d: &Path) -> (String, String) {
-    common::write_config(&d.join("tiny.toml"), &tiny());
+    common::write_config(&d.join("tiny.toml"), &common::pipeline_config());
     ok(eemu(&["synth", "--out", "in", "--users", "60", "--items", "40", "--interactions-per-user", "8..30"], d));
     let rows = read_rows(&d.join("in/interactions.csv"));
     let earliest = rows.iter().filter(|r| r[0] == "u00001").min_by_key(|r| r[2].parse::<i64>().unwrap()).unwrap();

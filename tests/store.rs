@@ -136,18 +136,23 @@ fn shipped_configs_are_valid_and_default_toml_matches_the_built_in_defaults() {
         .collect();
     shipped.sort();
     assert!(shipped.len() >= 4, "{shipped:?}");
-    for name in shipped {
+    let mut variants = 0;
+    for name in &shipped {
         let c = Config::load(&repo_path(&format!("configs/{name}"))).unwrap();
         assert_eq!(c.shards.count, 8, "{name}");
+        // A `X-reptile.toml` has the data and model of the reference `X.toml`: only the training differs.
+        if let Some(base) = name.strip_suffix("-reptile.toml") {
+            let reference = Config::load(&repo_path(&format!("configs/{base}.toml"))).unwrap();
+            assert_eq!(c.train.inner_loop, eemu::config::InnerLoop::Batched, "{name}");
+            assert_eq!(
+                (&c.model, &c.shards, &c.split),
+                (&reference.model, &reference.shards, &reference.split),
+                "{name}"
+            );
+            variants += 1;
+        }
     }
-    let reptile = Config::load(&repo_path("configs/ml-100k-reptile.toml")).unwrap();
-    assert_eq!(reptile.train.inner_loop, eemu::config::InnerLoop::Batched);
-    // The same data and model as the reference config: only the training differs.
-    let reference = Config::load(&repo_path("configs/ml-100k.toml")).unwrap();
-    assert_eq!(
-        (&reptile.model, &reptile.shards, &reptile.split),
-        (&reference.model, &reference.shards, &reference.split)
-    );
+    assert_eq!(variants, 2, "ml-100k-reptile and ml-1m-reptile: {shipped:?}");
 }
 
 #[test]
