@@ -229,6 +229,17 @@ fn mean_scores(parts: Vec<Vec<f32>>) -> Vec<f32> {
     sum
 }
 
+/// The epoch chosen on validation so far, with the shard weights of that epoch.
+struct BestEpoch {
+    epoch: usize,
+    validation: Metrics,
+    test: Metrics,
+    /// 0-based test rank of every evaluated user at that epoch.
+    test_ranks: Vec<usize>,
+    /// Every shard model's flat parameter vector at that epoch.
+    snapshot: Vec<Tensor>,
+}
+
 /// Trains one method's shard models, choosing the epoch on validation. Returns the result and
 /// the chosen models.
 fn run_method(
@@ -255,9 +266,7 @@ fn run_method(
         })
         .collect();
     let progress = crate::progress::Progress::new(o.epochs as u64, &format!("{name}: epochs"));
-    // (epoch, validation, test, test ranks, parameters) of the best epoch so far.
-    type Best = (usize, Metrics, Metrics, Vec<usize>, Vec<Tensor>);
-    let mut best: Option<Best> = None;
+    let mut best: Option<BestEpoch> = None;
     let mut curve = Vec::new();
     let mut epoch = 0;
     while epoch < o.epochs {
@@ -280,12 +289,13 @@ fn run_method(
         let (vr, tr) = ranks(&scores, t);
         let (vm, tm) = (Metrics::from_ranks(&vr), Metrics::from_ranks(&tr));
         curve.push((epoch, vm.hr10));
-        if best.as_ref().is_none_or(|b| vm.hr10 > b.1.hr10) {
-            best = Some((epoch, vm, tm, tr, state.iter().map(|(_, m, _)| m.params.copy()).collect()));
+        if best.as_ref().is_none_or(|b| vm.hr10 > b.validation.hr10) {
+            let snapshot = state.iter().map(|(_, m, _)| m.params.copy()).collect();
+            best = Some(BestEpoch { epoch, validation: vm, test: tm, test_ranks: tr, snapshot });
         }
         // The test metrics of the epoch chosen on validation so far: what the result would be if
         // the run stopped here, so a long run that is cut short still leaves its numbers.
-        let (chosen, _, ct, _, _) = best.as_ref().expect("just set");
+        let BestEpoch { epoch: chosen, test: ct, .. } = best.as_ref().expect("just set");
         info!(
             method = name,
             epoch,
@@ -300,7 +310,7 @@ fn run_method(
         );
     }
     progress.finish();
-    let (epoch, validation, test, test_ranks, snapshot) = best.expect("at least one evaluation");
+    let BestEpoch { epoch, validation, test, test_ranks, snapshot } = best.expect("at least one evaluation");
     let mut models: Vec<TwoTower> = state.into_iter().map(|(_, m, _)| m).collect();
     for (m, s) in models.iter_mut().zip(&snapshot) {
         m.params.load(s);
