@@ -150,7 +150,7 @@ fn adapted_scores(model: &TwoTower, t: &Targets, sets: &[(Vec<i64>, Vec<i64>)], 
     for (k, &user) in t.users.iter().enumerate() {
         let (pos, neg) = &sets[k];
         let mut adapted = base.copy().set_requires_grad(true);
-        let mut adam = Adam::new(&adapted, cfg.train.learning_rate);
+        let mut adam = Adam::new(&adapted, cfg.adapt.learning_rate);
         // A user without training items has no adaptation set: scored by the shard model as is.
         let steps = if pos.is_empty() { 0 } else { cfg.adapt.steps };
         for _ in 0..steps {

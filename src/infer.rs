@@ -489,7 +489,7 @@ pub fn cluster_vectors(
     let refs: Vec<&(Vec<i64>, Vec<i64>)> = sets.iter().collect();
     let (xs, ys): (Vec<Tensor>, Vec<Tensor>) = models
         .iter()
-        .map(|m| specialize(m, users, &refs, config.train.learning_rate, config.train.margin, steps))
+        .map(|m| specialize(m, users, &refs, config.adapt.learning_rate, config.train.margin, steps))
         .unzip();
     let s = models.len() as f64;
     (Tensor::cat(&xs, 1) / s, Tensor::cat(&ys, 1))

@@ -163,6 +163,8 @@ fn config_errors_name_the_field() {
     assert!(e.contains("cuont"), "{e}");
     let e = Config::parse("[train]\nlearning_rate = -1.0\n", "x.toml").unwrap_err().to_string();
     assert!(e.contains("train.learning_rate"), "{e}");
+    let e = Config::parse("[adapt]\nlearning_rate = 0.0\n", "x.toml").unwrap_err().to_string();
+    assert!(e.contains("adapt.learning_rate"), "{e}");
     let e = Config::parse("[ingest]\nitem_features = [{ name = \"v\", kind = \"dense\" }]\n", "x.toml")
         .unwrap_err()
         .to_string();

@@ -1,4 +1,5 @@
-//! Per-shard training: determinism on the CPU, skipping trained lineages, the saved log.
+//! Per-shard training: determinism on the CPU, skipping trained lineages, the saved log; and the
+//! step size of inference-time adaptation.
 mod common;
 
 use common::*;
@@ -125,4 +126,36 @@ fn the_batched_inner_loop_equals_the_per_user_one_where_the_math_says_so() {
     assert!(reptile < 0.02, "reptile: batched update differs from per-user by {reptile}");
     assert!(maml_1 < 0.02, "maml, batch 1: batched update differs from per-user by {maml_1}");
     assert!(maml_8 > 10.0 * reptile.max(maml_1), "maml, batch 8: {maml_8} (an approximation, not the same update)");
+}
+
+#[test]
+fn adaptation_steps_by_adapt_learning_rate_not_by_the_training_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny(Algorithm::Fomaml);
+    let files = synth_files(&dir.path().join("in"), SynthFormat::Csv, 11);
+    let store = Store::new(dir.path().join("store"));
+    ingest_into(store.root(), &files, &config).unwrap();
+    let (_, prepared) = store.load().unwrap();
+    tch::set_num_threads(1);
+    let model = eemu::train::ShardData::from_prepared(&prepared, Some(0)).new_model(&prepared, Device::Cpu);
+    let history = eemu::infer::History::new(&prepared);
+    let users: Vec<u32> = (0..8).collect();
+    // Item vectors of the shard model after one adaptation step with `c` (0 steps: unadapted).
+    let items = |c: &Config, steps: usize| {
+        let (_, y) = eemu::infer::cluster_vectors(&[&model], &users, &history, c, steps);
+        Vec::<f32>::try_from(y.flatten(0, -1)).unwrap()
+    };
+    let largest_change = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let unadapted = items(&config, 0);
+    let mut c = config.clone();
+    c.adapt.learning_rate = 1e-3;
+    let big = items(&c, 1);
+    c.train.learning_rate = 10.0;
+    assert_eq!(items(&c, 1), big, "train.learning_rate must not change the adaptation step");
+    c.adapt.learning_rate = 1e-6;
+    let small = items(&c, 1);
+    let (big, small) = (largest_change(&big, &unadapted), largest_change(&small, &unadapted));
+    assert!(big > 0.0 && small > 0.0, "an adaptation step moves the item vectors: {big} {small}");
+    // A fresh Adam's first step moves every parameter by lr: 1000x the step, far more change.
+    assert!(big > 100.0 * small, "adapt.learning_rate 1e-3 vs 1e-6: largest change {big} vs {small}");
 }

@@ -73,7 +73,7 @@ pub enum ConsensusChoice {
 pub struct InferConfig {
     /// Length of each user's list.
     pub top_k: usize,
-    /// Steps of a fresh Adam (train.learning_rate) on a cluster's adaptation set, per shard.
+    /// Steps of a fresh Adam (adapt.learning_rate) on a cluster's adaptation set, per shard.
     pub adapt_steps: usize,
     /// Users scored per matrix product.
     pub batch_users: usize,
@@ -117,13 +117,18 @@ pub struct AdaptConfig {
     pub temperature: f64,
     /// Items drawn (with replacement) into a user's adaptation set.
     pub set_size: usize,
-    /// Optimizer steps (fresh Adam, train.learning_rate) on all parameters.
+    /// Optimizer steps (fresh Adam) on all parameters.
     pub steps: usize,
+    /// Step size of the fresh Adam of every adaptation: per user (Algorithm 2) and per cluster
+    /// (batch inference, Algorithm 3). Its own setting, so that tuning train.learning_rate does
+    /// not also change the size of the adaptation step (a fresh Adam's first step moves every
+    /// parameter with a non-zero gradient by this much).
+    pub learning_rate: f64,
 }
 
 impl Default for AdaptConfig {
     fn default() -> Self {
-        Self { temperature: 0.01, set_size: 7, steps: 1 }
+        Self { temperature: 0.01, set_size: 7, steps: 1, learning_rate: 2e-4 }
     }
 }
 
@@ -465,6 +470,9 @@ impl Config {
         }
         if a.steps == 0 {
             return Err("adapt.steps must be at least 1".into());
+        }
+        if !(a.learning_rate.is_finite() && a.learning_rate > 0.0) {
+            return Err(format!("adapt.learning_rate must be a positive number, got {}", a.learning_rate));
         }
         let c = &self.cluster;
         if c.clusters == 0 {
