@@ -25,21 +25,14 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+// The integration tests' helpers (copy_dir).
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::copy_dir;
+
 fn run(args: &[&str]) -> String {
     let cli = Cli::parse_from(std::iter::once("eemu").chain(args.iter().copied()));
     eemu::engine::execute_engine(&cli).unwrap_or_else(|e| panic!("eemu {}: {e:#}", args.join(" ")))
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 fn bench(name: &str, request: IngestRequest, config: &Config, jobs: &str, tmp: &Path) {

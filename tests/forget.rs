@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{eemu, ok, python, text};
+use common::{copy_dir, eemu, ok, python, text};
 
 /// The deleted user (every row and their features).
 const USER: &str = "u00002";
@@ -73,18 +73,6 @@ fn json(path: &Path) -> serde_json::Value {
 
 fn latest(store: &Path) -> String {
     std::fs::read_to_string(store.join("runs/LATEST")).unwrap().trim().to_string()
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 /// Shard index -> model file bytes.

@@ -134,3 +134,16 @@ pub fn python() -> PathBuf {
     assert!(venv.is_file(), "{} is missing: run `make setup` (it installs pyarrow)", venv.display());
     venv
 }
+
+/// Copies the folder `src` (recursively) to `dst`.
+pub fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+    }
+}
