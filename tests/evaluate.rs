@@ -1,4 +1,5 @@
-//! `eemu evaluate` end to end on a tiny model: every method, metrics, ranks file.
+//! `eemu evaluate` end to end on a tiny model: every method, metrics, ranks file, the step size of
+//! per-user adaptation.
 mod common;
 
 use std::fs::File;
@@ -60,4 +61,37 @@ fn every_method_is_evaluated_and_ranks_are_written() {
     assert!(ranks.values().iter().all(|&r| (r as usize) < manifest.dataset.items));
     assert_eq!(batches[0].column_by_name("user_id").unwrap().data_type(), &arrow::datatypes::DataType::Utf8);
     assert!(batches[0].column_by_name("method").unwrap().null_count() == 0);
+}
+
+#[test]
+fn per_user_adaptation_steps_by_adapt_learning_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = synth_files(&dir.path().join("in"), SynthFormat::Csv, 21);
+    tch::set_num_threads(1);
+    // (EEMU ranks, EEMU-adapt ranks) after one epoch, with adaptation steps of size `lr`.
+    let ranks = |name: &str, lr: f64| {
+        let mut config = tiny_config();
+        config.shards.count = 2;
+        config.adapt.learning_rate = lr;
+        let store = Store::new(dir.path().join(name));
+        ingest_into(store.root(), &files, &config).unwrap();
+        let (_, prepared) = store.load().unwrap();
+        let options = EvalOptions {
+            epochs: 1,
+            eval_every: 1,
+            methods: vec!["eemu".into(), "eemu-adapt".into()],
+            device: Device::Cpu,
+            jobs: 2,
+            batch_clusters: vec![],
+        };
+        let r = evaluate(&prepared, &options).unwrap();
+        (r[0].test_ranks.clone(), r[1].test_ranks.clone())
+    };
+    // A step of 1e-12 leaves the float32 weights (and so every rank) as they were; the
+    // training learning rate (2e-4 here) must not be used instead.
+    let (plain, adapted) = ranks("tiny-step", 1e-12);
+    assert_eq!(plain, adapted, "adaptation with adapt.learning_rate = 1e-12 moved ranks");
+    let (plain_again, adapted) = ranks("big-step", 1e-2);
+    assert_eq!(plain, plain_again, "adapt.learning_rate must not change training");
+    assert_ne!(plain, adapted, "adaptation with adapt.learning_rate = 1e-2 moved no rank");
 }
