@@ -5,6 +5,7 @@
 # Then, on the GPU machine, from the repository root: bash scripts/gpu/<script>.sh
 #   scripts/gpu/ml-1m-100-epochs.sh   ml-1m-partial, 100 epochs, batched Reptile (docs/results.md)
 #   scripts/gpu/ml-100k-maml.sh       ml-100k, 100 epochs, batched MAML (docs/results.md)
+#   scripts/gpu/ml-100k-fomaml-lr.sh  ml-100k, FOMAML at outer learning rates 5e-4 and 1e-3
 # The data is licensed: gpu-run/ is git-ignored and must stay so.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
