@@ -22,7 +22,7 @@ use crate::config::{Algorithm, Config};
 use crate::data::split::Split;
 use crate::model::TwoTower;
 use crate::store::Prepared;
-use crate::train::{hinge, train_epoch, Adam, ShardData};
+use crate::train::{train_epoch, Adam, ShardData};
 
 /// Evaluation targets: per evaluated user, the validation and test item and the masked items.
 pub struct Targets {
@@ -142,37 +142,23 @@ fn model_scores(model: &TwoTower, t: &Targets) -> Vec<f32> {
     })
 }
 
-/// Per-user adaptation (Algorithm 2) for one shard model: scores of every evaluated user.
+/// Per-user adaptation (Algorithm 2) for one shard model: scores of every evaluated user. Each
+/// user is a cluster of one for [`crate::infer::specialize`]; a user without training items has
+/// an empty adaptation set and is scored by the shard model as is.
 fn adapted_scores(model: &TwoTower, t: &Targets, sets: &[(Vec<i64>, Vec<i64>)], cfg: &Config) -> Vec<f32> {
     let n = t.n_items;
     let mut out = vec![0f32; t.users.len() * n];
-    let base = model.params.copy();
     for (k, &user) in t.users.iter().enumerate() {
-        let (pos, neg) = &sets[k];
-        let mut adapted = base.copy().set_requires_grad(true);
-        let mut adam = Adam::new(&adapted, cfg.adapt.learning_rate);
-        // A user without training items has no adaptation set: scored by the shard model as is.
-        let steps = if pos.is_empty() { 0 } else { cfg.adapt.steps };
-        for _ in 0..steps {
-            let p = model.params.views(&adapted);
-            let u = model.user_vectors(&p, &Tensor::from_slice(&[user as i64]).to_device(model.device));
-            let items: Vec<i64> = pos.iter().chain(neg).copied().collect();
-            let v = model.item_vectors(&p, &Tensor::from_slice(&items).to_device(model.device));
-            let s = v.matmul(&u.transpose(0, 1)).squeeze_dim(1);
-            let m = pos.len() as i64;
-            let loss = hinge(&s.narrow(0, 0, m), &s.narrow(0, m, m), cfg.train.margin);
-            let g = Tensor::run_backward(&[&loss], &[&adapted], false, false).remove(0);
-            // A fresh Adam's first step is theta - lr * g / (|g| + eps), as in the reference.
-            adam.step(&mut adapted, &g);
-        }
-        let row = tch::no_grad(|| {
-            let p = model.params.views(&adapted);
-            let items = model.all_item_vectors(&p);
-            let u = model.user_vectors(&p, &Tensor::from_slice(&[user as i64]).to_device(model.device));
-            Vec::<f32>::try_from(u.matmul(&items.transpose(0, 1)).to_device(Device::Cpu).flatten(0, 1))
-                .expect("f32 scores")
-        });
-        out[k * n..(k + 1) * n].copy_from_slice(&row);
+        let (u, items) = crate::infer::specialize(
+            model,
+            &[user],
+            &[&sets[k]],
+            cfg.adapt.learning_rate,
+            cfg.train.margin,
+            cfg.adapt.steps,
+        );
+        let row = tch::no_grad(|| u.matmul(&items.transpose(0, 1)).to_device(Device::Cpu).flatten(0, 1));
+        out[k * n..(k + 1) * n].copy_from_slice(&Vec::<f32>::try_from(row).expect("f32 scores"));
     }
     out
 }
