@@ -3,7 +3,7 @@
 //! shards) -> `store` (dataset files, lineage) -> `model` / `train` (per-shard two-tower models)
 //! -> evaluation and inference stages. The libtorch-free stages live in `eemu-core` and are
 //! re-exported here under the same names.
-pub use eemu_core::{cli, cluster, config, data, error, fault, forget, ingest, output, status, store, verify};
+pub use eemu_core::{cli, cluster, compare, config, data, error, fault, forget, ingest, output, status, store, verify};
 
 pub mod engine;
 pub mod eval;

@@ -172,10 +172,82 @@ fn evaluate_on_a_supplied_split_ranks_test_only_items_and_checks_columns() {
             _ => assert!(ranks.value(i) <= 3),
         }
     }
+    // `eemu compare` reads the same file: its HR@10 of each method is the one evaluate reported.
+    let o = eemu(&["compare", "--ranks", "ranks.parquet", "--out", "cmp.json"], d);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let cmp: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("cmp.json")).unwrap()).unwrap();
+    let hr10 = |m: &str| -> f64 {
+        let r = report["results"].as_array().unwrap().iter().find(|r| r["method"] == m).unwrap();
+        r["test"]["hr10"].as_f64().unwrap()
+    };
+    let rows = cmp["comparisons"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "mean and eemu-adapt vs retrain, eemu-adapt vs mean: {cmp}");
+    for r in rows {
+        assert_eq!(r["users"], 3);
+        assert_eq!(r["hr"]["method"].as_f64().unwrap(), hr10(r["method"].as_str().unwrap()), "{r}");
+        assert_eq!(r["hr"]["baseline"].as_f64().unwrap(), hr10(r["baseline"].as_str().unwrap()), "{r}");
+    }
     std::fs::write(d.join("bad.csv"), "user_id,item\n1,12\n").unwrap();
     let mut bad = args;
     bad[8] = "bad.csv";
     let o = eemu(&bad, d);
     assert_eq!(o.status.code(), Some(3));
     assert!(text(&o).1.contains("bad.csv:1: column 'item_id': column is missing"), "{:?}", text(&o));
+}
+
+#[test]
+fn compare_pairs_users_across_rank_files_and_names_bad_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Two runs of the same split. K = 2: HR@2 counts ranks 0 and 1.
+    // a.csv: retrain hits users 1, 2, 3, 4 (4 of 6); b.csv: mean hits 1, 2 and eemu hits 1, 2, 5.
+    std::fs::write(
+        d.join("a.csv"),
+        "method,user_id,rank\nretrain,1,0\nretrain,2,1\nretrain,3,0\nretrain,4,1\nretrain,5,9\nretrain,6,3\n",
+    )
+    .unwrap();
+    let b = "method,user_id,rank\n\
+             mean,6,7\nmean,5,2\nmean,4,5\nmean,3,2\nmean,2,0\nmean,1,1\n\
+             eemu,1,0\neemu,2,0\neemu,3,4\neemu,4,2\neemu,5,1\neemu,6,2\n";
+    std::fs::write(d.join("b.csv"), b).unwrap();
+    let args =
+        ["compare", "--ranks", "a.csv", "--ranks", "tuned=b.csv", "--k", "2", "--resamples", "500", "--out", "c.json"];
+    let o = eemu(&args, d);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("tuned:eemu") && out.contains("a:retrain"), "{out}");
+    let c: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("c.json")).unwrap()).unwrap();
+    let row = |m: &str, b: &str| -> serde_json::Value {
+        c["comparisons"].as_array().unwrap().iter().find(|r| r["method"] == m && r["baseline"] == b).unwrap().clone()
+    };
+    // Pairing is by user id, not by row order (b.csv lists mean's users backwards).
+    let e = row("tuned:eemu", "tuned:mean");
+    assert_eq!((e["hr"]["method"].as_f64().unwrap(), e["hr"]["baseline"].as_f64().unwrap()), (0.5, 2.0 / 6.0));
+    assert!((e["hr"]["relative"].as_f64().unwrap() - 0.5).abs() < 1e-12);
+    assert_eq!((e["hits_only_method"].as_u64(), e["hits_only_baseline"].as_u64()), (Some(1), Some(0)));
+    let r = row("tuned:eemu", "a:retrain");
+    // eemu hits 1, 2, 5; retrain hits 1, 2, 3, 4: only eemu user 5, only retrain users 3 and 4.
+    assert_eq!((r["hits_only_method"].as_u64(), r["hits_only_baseline"].as_u64()), (Some(1), Some(2)));
+    assert!((r["hr"]["relative"].as_f64().unwrap() + 0.25).abs() < 1e-12);
+    let (lo, hi) = (r["hr"]["interval"][0].as_f64().unwrap(), r["hr"]["interval"][1].as_f64().unwrap());
+    assert!(lo < -0.25 && -0.25 < hi, "[{lo}, {hi}]");
+    // The same files and seed give the same bytes.
+    let first = std::fs::read(d.join("c.json")).unwrap();
+    assert!(eemu(&args, d).status.success());
+    assert_eq!(first, std::fs::read(d.join("c.json")).unwrap());
+
+    // A user listed twice for a method: exit 3, naming the file, line and column.
+    std::fs::write(d.join("dup.csv"), "method,user_id,rank\nmean,1,0\nmean,1,3\n").unwrap();
+    let o = eemu(&["compare", "--ranks", "dup.csv"], d);
+    assert_eq!(o.status.code(), Some(3), "{:?}", text(&o));
+    assert!(
+        text(&o).1.contains("dup.csv:3: column 'user_id'") && text(&o).1.contains("listed twice"),
+        "{:?}",
+        text(&o)
+    );
+    // Runs of different splits cannot be paired.
+    std::fs::write(d.join("other.csv"), "method,user_id,rank\nmean,1,0\nmean,7,3\n").unwrap();
+    let o = eemu(&["compare", "--ranks", "a.csv", "--ranks", "other.csv"], d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("do not rank the same users"), "{:?}", text(&o));
 }

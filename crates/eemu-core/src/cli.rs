@@ -58,6 +58,10 @@ pub enum Command {
     /// Compare RETRAIN, sharded Mean, EEMU and EEMU with per-user adaptation (leave-one-out,
     /// full ranking, HR@K / NDCG@K, epoch chosen on validation).
     Evaluate(EvaluateArgs),
+    /// Paired comparison of methods from `eemu evaluate --ranks-out` files (one run or several):
+    /// relative HR@K / NDCG@K differences with bootstrap intervals over users, McNemar's test.
+    #[command(after_help = COMPARE_HELP)]
+    Compare(CompareArgs),
     /// Check that every stored artifact (dataset files, shard models, labels, runs) derives from
     /// the current data: recomputes every lineage hash; exit code 1 when anything does not match.
     Verify(StatusArgs),
@@ -88,6 +92,46 @@ apply it twice. `eemu verify` checks the result.
 
 Exit codes: 0 success, 1 failure (rerun the same command: it resumes), 2 invalid command line or
 config, 3 invalid request file (the message names the file, line and column).";
+
+const COMPARE_HELP: &str = "\
+Methods evaluated on the same split rank the same users' test items, so their difference is
+measured on paired data: each bootstrap resample draws users with replacement and recomputes
+both methods on the same draw. Intervals are 95% percentile intervals; `--seed` fixes them.
+Runs evaluated separately (e.g. at different learning rates) are compared by naming several
+files; their methods are then called LABEL:METHOD:
+
+  eemu compare --ranks r5e-4=retrain.parquet --ranks r2e-3=tuned.parquet --baseline r2e-3:mean
+
+Exit codes: 0 success, 1 failure, 2 invalid command line, 3 invalid rank file (the message names
+the file, row and column).";
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Rank file of `eemu evaluate --ranks-out` (Parquet, or CSV with columns method, user_id,
+    /// rank), as FILE or LABEL=FILE; repeat for several. With several files each method is named
+    /// LABEL:METHOD, LABEL defaulting to the file name without its extension
+    #[arg(long = "ranks", value_name = "[LABEL=]FILE", required = true)]
+    pub ranks: Vec<String>,
+    /// Baselines, comma-separated; a name may leave out its LABEL: when that is unambiguous
+    /// (default: retrain and mean, where the files hold them)
+    #[arg(long, value_delimiter = ',')]
+    pub baseline: Vec<String>,
+    /// Methods to compare with each baseline, comma-separated (default: all the others)
+    #[arg(long, value_delimiter = ',')]
+    pub methods: Vec<String>,
+    /// Cut-off K of HR@K and NDCG@K
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Bootstrap resamples
+    #[arg(long, default_value_t = 10_000)]
+    pub resamples: usize,
+    /// Seed of the bootstrap (same seed and files, same intervals)
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// JSON file for the results (written atomically)
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
 
 #[derive(Debug, Args)]
 pub struct ForgetArgs {
@@ -308,7 +352,7 @@ pub fn execute(cli: &Cli) -> Result<Outcome> {
     execute_data(&cli.config, command).map(Outcome::Done)
 }
 
-/// The data commands: synth, ingest, status.
+/// The data commands: synth, ingest, status, export-split, compare, verify.
 fn execute_data(config_path: &Option<PathBuf>, command: &Command) -> Result<String> {
     match command {
         Command::Synth(a) => {
@@ -381,6 +425,10 @@ fn execute_data(config_path: &Option<PathBuf>, command: &Command) -> Result<Stri
                 paths[1].display(),
                 paths[2].display()
             ))
+        }
+        Command::Compare(a) => {
+            let settings = crate::compare::Settings { k: a.k, resamples: a.resamples, seed: a.seed };
+            crate::compare::run(&a.ranks, &a.methods, &a.baseline, &settings, a.out.as_deref())
         }
         Command::Verify(a) => {
             let report = crate::verify::verify(&Store::new(&a.store))?;

@@ -4,6 +4,7 @@
 //! libtorch (about 0.8 s and 450 MB at start-up); the `eemu` crate re-exports these modules.
 pub mod cli;
 pub mod cluster;
+pub mod compare;
 pub mod config;
 pub mod data;
 pub mod error;

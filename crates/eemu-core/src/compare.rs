@@ -1,0 +1,510 @@
+//! Paired comparison of methods from the rank files of `eemu evaluate --ranks-out`.
+//!
+//! Two methods evaluated on the same split rank the same users' test items, so the question "is
+//! A better than B by 10%?" is asked of paired data. Per pair of methods this gives HR@K and
+//! NDCG@K, the relative difference A / B - 1 with a percentile bootstrap interval (users drawn
+//! with replacement, seeded), and McNemar's exact test on the users that only one of the two hits.
+//! On MovieLens 100K (943 users) one unpaired standard error of HR@10 is about as large as a 10%
+//! margin; pairing removes the part of the noise the two methods share.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::data::table::Table;
+
+/// The test ranks of one method: original user id -> 0-based rank.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MethodRanks {
+    /// `method`, or `label:method` when several files are compared.
+    pub name: String,
+    /// Where the rows came from, for messages.
+    pub file: PathBuf,
+    pub ranks: BTreeMap<String, u64>,
+}
+
+/// Reads a rank file (Parquet or CSV with columns method, user_id, rank); each method's names
+/// get `label:` in front when a label is given. A (method, user) pair listed twice is an error.
+pub fn read_ranks(path: &Path, label: Option<&str>) -> Result<Vec<MethodRanks>> {
+    let table = Table::read(path, &["method", "user_id", "rank"], b',')?;
+    let methods = table.labels("method")?;
+    let users = table.labels("user_id")?;
+    let ranks = table.i64s("rank")?;
+    let mut out: Vec<MethodRanks> = Vec::new();
+    for row in 0..table.rows() {
+        let rank = u64::try_from(ranks[row]).map_err(|_| table.error(row, "rank", "expected a rank >= 0"))?;
+        if methods[row].is_empty() {
+            return Err(table.error(row, "method", "empty method name"));
+        }
+        let name = match label {
+            Some(l) => format!("{l}:{}", methods[row]),
+            None => methods[row].clone(),
+        };
+        let i = match out.iter().position(|m| m.name == name) {
+            Some(i) => i,
+            None => {
+                out.push(MethodRanks { name, file: path.to_path_buf(), ranks: BTreeMap::new() });
+                out.len() - 1
+            }
+        };
+        if out[i].ranks.insert(users[row].clone(), rank).is_some() {
+            return Err(table.error(
+                row,
+                "user_id",
+                format!("user {} is listed twice for method {}", users[row], methods[row]),
+            ));
+        }
+    }
+    if out.is_empty() {
+        bail!("{}: no rows", path.display());
+    }
+    Ok(out)
+}
+
+/// Reads every `FILE` or `LABEL=FILE`. With more than one file each method is named
+/// `LABEL:method`, where LABEL defaults to the file name without its extension.
+pub fn read_all(specs: &[String]) -> Result<Vec<MethodRanks>> {
+    let mut all: Vec<MethodRanks> = Vec::new();
+    for spec in specs {
+        let (label, path) = match spec.split_once('=') {
+            Some((l, p)) if !l.is_empty() && !l.contains('/') => (Some(l.to_string()), PathBuf::from(p)),
+            _ => (None, PathBuf::from(spec)),
+        };
+        let label = match label {
+            Some(l) => Some(l),
+            None if specs.len() > 1 => {
+                Some(path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| spec.clone()))
+            }
+            None => None,
+        };
+        for m in read_ranks(&path, label.as_deref())? {
+            if let Some(other) = all.iter().find(|o| o.name == m.name) {
+                bail!(
+                    "method {} comes from both {} and {}; give the files labels (LABEL=FILE)",
+                    m.name,
+                    other.file.display(),
+                    m.file.display()
+                );
+            }
+            all.push(m);
+        }
+    }
+    Ok(all)
+}
+
+/// Finds a method by its full name, or by the part after `label:` when that is unique.
+pub fn find<'a>(all: &'a [MethodRanks], name: &str) -> Result<&'a MethodRanks> {
+    if let Some(m) = all.iter().find(|m| m.name == name) {
+        return Ok(m);
+    }
+    let suffix = format!(":{name}");
+    let matches: Vec<&MethodRanks> = all.iter().filter(|m| m.name.ends_with(&suffix)).collect();
+    match matches.as_slice() {
+        [m] => Ok(m),
+        [] => bail!("no method {name}; the rank files hold: {}", names(all)),
+        _ => bail!(
+            "method {name} is ambiguous: {}; name one in full",
+            matches.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+fn names(all: &[MethodRanks]) -> String {
+    all.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// How the intervals are computed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    /// Cut-off K of HR@K and NDCG@K.
+    pub k: usize,
+    /// Bootstrap resamples.
+    pub resamples: usize,
+    /// Seed of the resampling (same seed, same intervals).
+    pub seed: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { k: 10, resamples: 10_000, seed: 0 }
+    }
+}
+
+/// Coverage of the reported intervals.
+pub const LEVEL: f64 = 0.95;
+
+/// One metric of a pair: both values, the relative difference and its interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Paired {
+    pub method: f64,
+    pub baseline: f64,
+    /// method / baseline - 1 (None when the baseline is 0).
+    pub relative: Option<f64>,
+    /// Percentile bootstrap interval of `relative` (None when the baseline is 0).
+    pub interval: Option<(f64, f64)>,
+}
+
+/// A method against a baseline, paired over the users both ranked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    pub method: String,
+    pub baseline: String,
+    pub users: usize,
+    pub k: usize,
+    pub hr: Paired,
+    pub ndcg: Paired,
+    /// Users whose test item only the method ranks in the top K.
+    pub hits_only_method: usize,
+    /// Users whose test item only the baseline ranks in the top K.
+    pub hits_only_baseline: usize,
+    /// McNemar's exact two-sided p-value (binomial test on the users only one of the two hits).
+    pub mcnemar_p: f64,
+}
+
+/// Compares `method` with `baseline`. Both must rank the same users (the same split).
+pub fn compare(method: &MethodRanks, baseline: &MethodRanks, s: &Settings) -> Result<Comparison> {
+    if s.k == 0 || s.resamples == 0 {
+        bail!("K and the number of resamples must be at least 1");
+    }
+    if method.ranks.len() != baseline.ranks.len() || method.ranks.keys().ne(baseline.ranks.keys()) {
+        let only = |a: &MethodRanks, b: &MethodRanks| a.ranks.keys().filter(|u| !b.ranks.contains_key(*u)).count();
+        let example = method
+            .ranks
+            .keys()
+            .find(|u| !baseline.ranks.contains_key(*u))
+            .or_else(|| baseline.ranks.keys().find(|u| !method.ranks.contains_key(*u)))
+            .cloned()
+            .unwrap_or_default();
+        bail!(
+            "{} ({}) and {} ({}) do not rank the same users ({} only in the first, {} only in the second, \
+             e.g. user {example}); a paired comparison needs the same split",
+            method.name,
+            method.file.display(),
+            baseline.name,
+            baseline.file.display(),
+            only(method, baseline),
+            only(baseline, method)
+        );
+    }
+    let gain = |r: u64| if (r as usize) < s.k { 1.0 / ((r + 2) as f64).log2() } else { 0.0 };
+    // Users in id order (the BTreeMap's), so the resampling does not depend on file order.
+    let a: Vec<f64> = method.ranks.values().map(|&r| gain(r)).collect();
+    let b: Vec<f64> = baseline.ranks.values().map(|&r| gain(r)).collect();
+    let n = a.len();
+    let hit = |g: f64| if g > 0.0 { 1.0 } else { 0.0 };
+    let (ha, hb): (Vec<f64>, Vec<f64>) = (a.iter().map(|&g| hit(g)).collect(), b.iter().map(|&g| hit(g)).collect());
+    let only_a = ha.iter().zip(&hb).filter(|(x, y)| **x > **y).count();
+    let only_b = ha.iter().zip(&hb).filter(|(x, y)| **x < **y).count();
+
+    let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
+    let (mut hr_rel, mut ndcg_rel) = (Vec::with_capacity(s.resamples), Vec::with_capacity(s.resamples));
+    for _ in 0..s.resamples {
+        let (mut sha, mut shb, mut sga, mut sgb) = (0.0, 0.0, 0.0, 0.0);
+        for _ in 0..n {
+            let i = rng.gen_range(0..n);
+            sha += ha[i];
+            shb += hb[i];
+            sga += a[i];
+            sgb += b[i];
+        }
+        hr_rel.push(ratio(sha, shb));
+        ndcg_rel.push(ratio(sga, sgb));
+    }
+    let paired = |x: &[f64], y: &[f64], rel: &mut Vec<f64>| {
+        let (mx, my) = (mean(x), mean(y));
+        let relative = (my > 0.0).then(|| mx / my - 1.0);
+        Paired { method: mx, baseline: my, relative, interval: relative.map(|_| percentile_interval(rel)) }
+    };
+    Ok(Comparison {
+        method: method.name.clone(),
+        baseline: baseline.name.clone(),
+        users: n,
+        k: s.k,
+        hr: paired(&ha, &hb, &mut hr_rel),
+        ndcg: paired(&a, &b, &mut ndcg_rel),
+        hits_only_method: only_a,
+        hits_only_baseline: only_b,
+        mcnemar_p: mcnemar_exact(only_a, only_b),
+    })
+}
+
+fn mean(x: &[f64]) -> f64 {
+    x.iter().sum::<f64>() / x.len().max(1) as f64
+}
+
+/// a / b - 1; a resample in which the baseline scores nothing counts as +infinity (or 0 when
+/// neither does), so it lands at the top of the sorted resamples instead of being dropped.
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b - 1.0
+    } else if a > 0.0 {
+        f64::INFINITY
+    } else {
+        0.0
+    }
+}
+
+/// The central `LEVEL` interval of the resampled values (nearest-rank percentiles).
+fn percentile_interval(values: &mut [f64]) -> (f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    let at = |q: f64| values[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
+    let tail = (1.0 - LEVEL) / 2.0;
+    (at(tail), at(1.0 - tail))
+}
+
+/// Two-sided exact McNemar p-value: 2 P(X <= min(b, c)) for X ~ Binomial(b + c, 1/2), at most 1.
+pub fn mcnemar_exact(b: usize, c: usize) -> f64 {
+    let n = b + c;
+    if n == 0 {
+        return 1.0;
+    }
+    let ln_choose = |n: usize, k: usize| ln_factorial(n) - ln_factorial(k) - ln_factorial(n - k);
+    let tail: f64 = (0..=b.min(c)).map(|k| (ln_choose(n, k) - n as f64 * std::f64::consts::LN_2).exp()).sum();
+    (2.0 * tail).min(1.0)
+}
+
+fn ln_factorial(n: usize) -> f64 {
+    (2..=n).map(|i| (i as f64).ln()).sum()
+}
+
+/// Which pairs to compare: every method in `methods` (default: all) against every baseline (default: `retrain` and `mean`, where the files hold them).
+pub fn pairs<'a>(
+    all: &'a [MethodRanks],
+    methods: &[String],
+    baselines: &[String],
+) -> Result<Vec<(&'a MethodRanks, &'a MethodRanks)>> {
+    let bases: Vec<&MethodRanks> = if baselines.is_empty() {
+        let found: Vec<&MethodRanks> = ["retrain", "mean"].iter().filter_map(|b| find(all, b).ok()).collect();
+        if found.is_empty() {
+            bail!("no retrain or mean among {}; name the baseline with --baseline", names(all));
+        }
+        found
+    } else {
+        baselines.iter().map(|b| find(all, b)).collect::<Result<_>>()?
+    };
+    let chosen: Vec<&MethodRanks> = if methods.is_empty() {
+        all.iter().collect()
+    } else {
+        methods.iter().map(|m| find(all, m)).collect::<Result<_>>()?
+    };
+    // Each unordered pair once: a baseline is compared with the later baselines, not with the
+    // earlier ones (mean against retrain, not retrain against mean as well).
+    let mut out = Vec::new();
+    for (i, b) in bases.iter().enumerate() {
+        for m in &chosen {
+            if m.name != b.name && !bases[..i].iter().any(|e| e.name == m.name) {
+                out.push((*m, *b));
+            }
+        }
+    }
+    if out.is_empty() {
+        bail!("nothing to compare: the rank files hold only {}", names(all));
+    }
+    Ok(out)
+}
+
+/// The comparisons as a table (metrics x 100, relative differences in percent).
+pub fn table(rows: &[Comparison], s: &Settings) -> String {
+    let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:+.1}%", 100.0 * v));
+    let ci =
+        |x: Option<(f64, f64)>| x.map_or("-".to_string(), |(lo, hi)| format!("[{}, {}]", pct(Some(lo)), pct(Some(hi))));
+    let width = rows.iter().flat_map(|r| [r.method.len(), r.baseline.len()]).max().unwrap_or(6).max(6);
+    let k = s.k;
+    let mut out = format!(
+        "{:<width$}  {:<width$}  {:>5}  {:>7}  {:>7}  {:>8}  {:>18}  {:>9}  {:>10}  {:>8}  {:>18}\n",
+        "method",
+        "vs",
+        "users",
+        format!("HR@{k}"),
+        "base",
+        "relative",
+        "95% interval",
+        "only m/b",
+        "McNemar p",
+        "NDCG rel",
+        "95% interval",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<width$}  {:<width$}  {:>5}  {:>7.2}  {:>7.2}  {:>8}  {:>18}  {:>9}  {:>10.3}  {:>8}  {:>18}\n",
+            r.method,
+            r.baseline,
+            r.users,
+            100.0 * r.hr.method,
+            100.0 * r.hr.baseline,
+            pct(r.hr.relative),
+            ci(r.hr.interval),
+            format!("{}/{}", r.hits_only_method, r.hits_only_baseline),
+            r.mcnemar_p,
+            pct(r.ndcg.relative),
+            ci(r.ndcg.interval),
+        ));
+    }
+    out.push_str(&format!(
+        "HR@{k} x 100 of the method and the baseline, paired over the users both rank; relative = method / \
+         baseline - 1;\n{:.0}% percentile bootstrap intervals over users ({} resamples, seed {}); only m/b = users \
+         only the method / only the baseline hits;\nMcNemar p: exact two-sided test on those users.\n",
+        100.0 * LEVEL,
+        s.resamples,
+        s.seed
+    ));
+    out
+}
+
+/// The JSON report of `eemu compare --out`.
+#[derive(Debug, Serialize)]
+pub struct Report<'a> {
+    pub k: usize,
+    pub resamples: usize,
+    pub seed: u64,
+    pub level: f64,
+    pub files: Vec<String>,
+    pub comparisons: &'a [Comparison],
+}
+
+/// Files named by the specs, for the report.
+pub fn files(all: &[MethodRanks]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for m in all {
+        let f = m.file.display().to_string();
+        if !out.contains(&f) {
+            out.push(f);
+        }
+    }
+    out
+}
+
+/// Runs the whole command: read, compare, render; writes the JSON report when `out` is given.
+pub fn run(
+    specs: &[String],
+    methods: &[String],
+    baselines: &[String],
+    s: &Settings,
+    out: Option<&Path>,
+) -> Result<String> {
+    let all = read_all(specs)?;
+    let rows: Vec<Comparison> =
+        pairs(&all, methods, baselines)?.into_iter().map(|(m, b)| compare(m, b, s)).collect::<Result<_>>()?;
+    let mut text = table(&rows, s);
+    if let Some(path) = out {
+        let report = Report {
+            k: s.k,
+            resamples: s.resamples,
+            seed: s.seed,
+            level: LEVEL,
+            files: files(&all),
+            comparisons: &rows,
+        };
+        let json = serde_json::to_string_pretty(&report)? + "\n";
+        crate::store::files::write_atomic(path, json.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        text.push_str(&format!("results written to {}\n", path.display()));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ranks(name: &str, r: &[u64]) -> MethodRanks {
+        MethodRanks {
+            name: name.into(),
+            file: PathBuf::from("x.parquet"),
+            ranks: r.iter().enumerate().map(|(u, &x)| (format!("u{u:03}"), x)).collect(),
+        }
+    }
+
+    #[test]
+    fn mcnemar_matches_hand_computed_binomial_tails() {
+        // b = 0, c = 5: 2 * (1/2)^5 = 0.0625.
+        assert!((mcnemar_exact(0, 5) - 0.0625).abs() < 1e-12);
+        // b = 2, c = 8: 2 * (1 + 10 + 45) / 1024 = 0.109375.
+        assert!((mcnemar_exact(2, 8) - 0.109375).abs() < 1e-12);
+        assert!((mcnemar_exact(8, 2) - 0.109375).abs() < 1e-12);
+        assert_eq!(mcnemar_exact(3, 3), 1.0);
+        assert_eq!(mcnemar_exact(0, 0), 1.0);
+    }
+
+    #[test]
+    fn values_counts_and_interval_of_a_hand_checked_pair() {
+        // 4 users; K = 10. Method hits users 0, 1, 2 (ranks 0, 9, 3); baseline hits 0 and 3.
+        let m = ranks("a", &[0, 9, 3, 50]);
+        let b = ranks("b", &[0, 10, 40, 2]);
+        let c = compare(&m, &b, &Settings { k: 10, resamples: 2000, seed: 1 }).unwrap();
+        assert_eq!((c.users, c.hits_only_method, c.hits_only_baseline), (4, 2, 1));
+        assert!((c.hr.method - 0.75).abs() < 1e-12 && (c.hr.baseline - 0.5).abs() < 1e-12);
+        assert!((c.hr.relative.unwrap() - 0.5).abs() < 1e-12);
+        // NDCG gains: method 1 + 1/log2(11) + 1/log2(5), baseline 1 + 1/log2(4) = 1.5.
+        let gm = 1.0 + 1.0 / 11f64.log2() + 1.0 / 5f64.log2();
+        assert!((c.ndcg.method - gm / 4.0).abs() < 1e-12);
+        assert!((c.ndcg.relative.unwrap() - (gm / 1.5 - 1.0)).abs() < 1e-12);
+        let (lo, hi) = c.hr.interval.unwrap();
+        assert!(lo <= 0.5 && 0.5 <= hi && lo < hi, "interval {lo}..{hi}");
+        // Discordant users 2 and 1: 2 * P(X <= 1) with X ~ Binomial(3, 1/2) = 2 * 4/8 = 1.
+        assert_eq!(c.mcnemar_p, 1.0);
+    }
+
+    #[test]
+    fn identical_methods_have_a_zero_width_interval_at_zero() {
+        let r: Vec<u64> = (0..200).map(|u| (u * 7 % 31) as u64).collect();
+        let c = compare(&ranks("a", &r), &ranks("b", &r), &Settings::default()).unwrap();
+        assert_eq!(c.hr.relative, Some(0.0));
+        assert_eq!(c.hr.interval, Some((0.0, 0.0)));
+        assert_eq!(c.ndcg.interval, Some((0.0, 0.0)));
+        assert_eq!(c.mcnemar_p, 1.0);
+    }
+
+    #[test]
+    fn interval_narrows_with_more_users_and_is_seeded() {
+        // Method hits 30% of users, baseline 20%, on n and 16 n users with the same pattern.
+        let pattern = |n: usize, hit_from: usize| -> Vec<u64> {
+            (0..n).map(|u| if (u % 10) < hit_from { 0 } else { 100 }).collect()
+        };
+        let s = Settings { k: 10, resamples: 4000, seed: 7 };
+        let small = compare(&ranks("a", &pattern(100, 3)), &ranks("b", &pattern(100, 2)), &s).unwrap();
+        let large = compare(&ranks("a", &pattern(1600, 3)), &ranks("b", &pattern(1600, 2)), &s).unwrap();
+        let width = |c: &Comparison| c.hr.interval.map(|(lo, hi)| hi - lo).unwrap();
+        assert!((small.hr.relative.unwrap() - 0.5).abs() < 1e-12);
+        assert!(width(&large) < 0.5 * width(&small), "{} vs {}", width(&large), width(&small));
+        // Every user the baseline hits the method hits too, so no resample can come out below 0.
+        assert!(large.hr.interval.unwrap().0 > 0.0);
+        let again = compare(&ranks("a", &pattern(100, 3)), &ranks("b", &pattern(100, 2)), &s).unwrap();
+        assert_eq!(small, again);
+        let other = compare(&ranks("a", &pattern(100, 3)), &ranks("b", &pattern(100, 2)), &Settings { seed: 8, ..s });
+        assert_ne!(small.hr.interval, other.unwrap().hr.interval);
+    }
+
+    #[test]
+    fn different_users_are_refused_with_both_names() {
+        let m = ranks("a", &[0, 1, 2]);
+        let mut b = ranks("b", &[0, 1, 2]);
+        b.ranks.remove("u001");
+        b.ranks.insert("zz".into(), 3);
+        let e = compare(&m, &b, &Settings::default()).unwrap_err().to_string();
+        assert!(e.contains("a (x.parquet)") && e.contains("b (x.parquet)") && e.contains("1 only in the first"), "{e}");
+    }
+
+    #[test]
+    fn baselines_default_to_retrain_and_mean_and_names_resolve_by_suffix() {
+        let all = vec![ranks("r:retrain", &[0]), ranks("s:mean", &[0]), ranks("s:eemu", &[0])];
+        let p = pairs(&all, &[], &[]).unwrap();
+        let names: Vec<(String, String)> = p.iter().map(|(m, b)| (m.name.clone(), b.name.clone())).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("s:mean".to_string(), "r:retrain".to_string()),
+                ("s:eemu".to_string(), "r:retrain".to_string()),
+                ("s:eemu".to_string(), "s:mean".to_string()),
+            ]
+        );
+        let twice = vec![ranks("a:eemu", &[0]), ranks("b:eemu", &[0])];
+        let e = find(&twice, "eemu").unwrap_err().to_string();
+        assert!(e.contains("ambiguous") && e.contains("a:eemu") && e.contains("b:eemu"), "{e}");
+        assert!(find(&twice, "mean").unwrap_err().to_string().contains("a:eemu, b:eemu"));
+    }
+}
