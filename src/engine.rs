@@ -428,9 +428,11 @@ fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
     };
     let start = Instant::now();
     let results = crate::eval::evaluate(&prepared, &options)?;
+    let targets = crate::eval::Targets::new(&prepared)?;
     if let Some(path) = &args.ranks_out {
-        crate::eval::write_ranks(path, &prepared, &crate::eval::Targets::new(&prepared)?, &results)?;
+        crate::eval::write_ranks(path, &prepared, &targets, &results)?;
     }
+    let paired = crate::eval::paired(&prepared, &targets, &results)?;
     let split_rule = if split_files.is_some() {
         "supplied by the user: --train, --valid, --test files"
     } else if prepared.dataset.interactions.timestamp.is_some() {
@@ -454,7 +456,13 @@ fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
         "device": format!("{device:?}"),
         "seconds": start.elapsed().as_secs_f64(),
         "results": results,
+        "paired": paired,
     });
     crate::store::files::write_atomic(&args.out, (serde_json::to_string_pretty(&report)? + "\n").as_bytes())?;
-    Ok(format!("{}results written to {}\n", crate::eval::table(&results), args.out.display()))
+    let mut out = crate::eval::table(&results);
+    if !paired.is_empty() {
+        out.push('\n');
+        out.push_str(&crate::compare::table(&paired, &crate::compare::Settings::default()));
+    }
+    Ok(format!("{out}results written to {}\n", args.out.display()))
 }

@@ -433,6 +433,30 @@ pub fn write_ranks(path: &std::path::Path, p: &Prepared, t: &Targets, results: &
     crate::store::files::write_parquet_atomic(path, &batch)
 }
 
+/// Each method against RETRAIN and against Mean, where those were evaluated, paired over the
+/// users (`eemu compare`'s statistics at K = 10 with its default resampling, so
+/// `eemu compare --ranks` on the `--ranks-out` file gives the same numbers). Empty when neither
+/// baseline was evaluated.
+pub fn paired(p: &Prepared, t: &Targets, results: &[MethodResult]) -> Result<Vec<crate::compare::Comparison>> {
+    use crate::compare::{compare, pairs, MethodRanks, Settings};
+    let id = |u: u32| match &p.dataset.users.ids {
+        crate::data::Ids::Int(v) => v[u as usize].to_string(),
+        crate::data::Ids::Str(v) => v[u as usize].clone(),
+    };
+    let all: Vec<MethodRanks> = results
+        .iter()
+        .map(|r| MethodRanks {
+            name: r.method.clone(),
+            file: "this evaluation".into(),
+            ranks: t.users.iter().zip(&r.test_ranks).map(|(&u, &rank)| (id(u), rank as u64)).collect(),
+        })
+        .collect();
+    if all.len() < 2 || !all.iter().any(|m| m.name == "retrain" || m.name == "mean") {
+        return Ok(Vec::new());
+    }
+    pairs(&all, &[], &[])?.into_iter().map(|(m, b)| compare(m, b, &Settings::default())).collect()
+}
+
 /// The results as a table, with each method's HR@10 change versus RETRAIN (like the paper's Table 3).
 pub fn table(results: &[MethodResult]) -> String {
     let retrain = results.iter().find(|r| r.method == "retrain").map(|r| r.test.hr10);

@@ -182,6 +182,7 @@ fn evaluate_on_a_supplied_split_ranks_test_only_items_and_checks_columns() {
     };
     let rows = cmp["comparisons"].as_array().unwrap();
     assert_eq!(rows.len(), 3, "mean and eemu-adapt vs retrain, eemu-adapt vs mean: {cmp}");
+    assert_eq!(&cmp["comparisons"], &report["paired"], "evaluate's paired statistics are compare's on its ranks");
     for r in rows {
         assert_eq!(r["users"], 3);
         assert_eq!(r["hr"]["method"].as_f64().unwrap(), hr10(r["method"].as_str().unwrap()), "{r}");
