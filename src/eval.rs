@@ -84,8 +84,7 @@ impl Metrics {
             (p, (p * (1.0 - p) / n).sqrt())
         };
         let ndcg = |k: usize| {
-            let gains: Vec<f64> =
-                ranks.iter().map(|&r| if r < k { 1.0 / ((r + 2) as f64).log2() } else { 0.0 }).collect();
+            let gains: Vec<f64> = ranks.iter().map(|&r| crate::compare::ndcg_gain(r as u64, k)).collect();
             let mean = gains.iter().sum::<f64>() / n;
             let var = if gains.len() > 1 {
                 gains.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / (gains.len() - 1) as f64

@@ -189,7 +189,7 @@ pub fn compare(method: &MethodRanks, baseline: &MethodRanks, s: &Settings) -> Re
             only(baseline, method)
         );
     }
-    let gain = |r: u64| if (r as usize) < s.k { 1.0 / ((r + 2) as f64).log2() } else { 0.0 };
+    let gain = |r: u64| ndcg_gain(r, s.k);
     // Users in id order (the BTreeMap's), so the resampling does not depend on file order.
     let a: Vec<f64> = method.ranks.values().map(|&r| gain(r)).collect();
     let b: Vec<f64> = baseline.ranks.values().map(|&r| gain(r)).collect();
@@ -229,6 +229,16 @@ pub fn compare(method: &MethodRanks, baseline: &MethodRanks, s: &Settings) -> Re
         hits_only_baseline: only_b,
         mcnemar_p: mcnemar_exact(only_a, only_b),
     })
+}
+
+/// NDCG@K of one user with one held-out item at 0-based `rank`: 1 / log2(rank + 2) in the top K,
+/// else 0 (the ideal DCG is 1).
+pub fn ndcg_gain(rank: u64, k: usize) -> f64 {
+    if rank < k as u64 {
+        1.0 / ((rank + 2) as f64).log2()
+    } else {
+        0.0
+    }
 }
 
 fn mean(x: &[f64]) -> f64 {
