@@ -25,40 +25,19 @@
 #   3  invalid request file (the message names the file, line and column); nothing recorded
 #   75 another eemu job holds this store's lock (the nightly job shares it); retry later
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 if [ $# -lt 1 ]; then
   echo "usage: jobs/forget.sh REQUESTS [STORE]" >&2
   exit 2
 fi
 requests="$1"
 store="${EEMU_STORE:-${2:-eemu-store}}"
-bin="${EEMU_BIN:-$here/target/release/eemu}"
-if [ ! -x "$bin" ]; then
-  echo "forget: $bin not found; build it with 'make build' or set EEMU_BIN" >&2
-  exit 1
-fi
 if [ ! -f "$requests" ]; then
   echo "forget: request file $requests not found" >&2
   exit 2
 fi
-if [ -n "${EEMU_TORCH_LIB:-}" ]; then
-  export LD_LIBRARY_PATH="$EEMU_TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-fi
-args=(forget --requests "$requests" --store "$store" --device "${EEMU_DEVICE:-auto}")
+defer=()
 if [ "${EEMU_DEFER:-0}" = 1 ]; then
-  args+=(--defer)
+  defer=(--defer)
 fi
-if [ -n "${EEMU_CONFIG:-}" ]; then
-  args=(--config "$EEMU_CONFIG" "${args[@]}")
-fi
-if [ ! -f "$store/manifest.json" ]; then
-  echo "forget: $store is not an eemu store; run 'eemu ingest --store $store ...' first" >&2
-  exit 2
-fi
-exec 9>"$store/.job.lock"
-if ! flock -n 9; then
-  echo "forget: another eemu job is running on $store" >&2
-  exit 75
-fi
-echo "forget: $(date -u +%FT%TZ) $bin ${args[*]}" >&2
-"$bin" "${args[@]}"
+eemu_job forget "$store" forget --requests "$requests" --store "$store" --device "${EEMU_DEVICE:-auto}" "${defer[@]}"

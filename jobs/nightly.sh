@@ -23,28 +23,6 @@
 #   3  invalid input data (the message names the file, row and column)
 #   75 another eemu job holds this store's lock; retry later
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 store="${EEMU_STORE:-${1:-eemu-store}}"
-bin="${EEMU_BIN:-$here/target/release/eemu}"
-if [ ! -x "$bin" ]; then
-  echo "nightly: $bin not found; build it with 'make build' or set EEMU_BIN" >&2
-  exit 1
-fi
-if [ -n "${EEMU_TORCH_LIB:-}" ]; then
-  export LD_LIBRARY_PATH="$EEMU_TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-fi
-args=(nightly --store "$store" --device "${EEMU_DEVICE:-auto}")
-if [ -n "${EEMU_CONFIG:-}" ]; then
-  args=(--config "$EEMU_CONFIG" "${args[@]}")
-fi
-if [ ! -f "$store/manifest.json" ]; then
-  echo "nightly: $store is not an eemu store; run 'eemu ingest --store $store ...' first" >&2
-  exit 2
-fi
-exec 9>"$store/.job.lock"
-if ! flock -n 9; then
-  echo "nightly: another eemu job is running on $store" >&2
-  exit 75
-fi
-echo "nightly: $(date -u +%FT%TZ) $bin ${args[*]}" >&2
-"$bin" "${args[@]}"
+eemu_job nightly "$store" nightly --store "$store" --device "${EEMU_DEVICE:-auto}"
