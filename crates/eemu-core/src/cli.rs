@@ -22,7 +22,8 @@ Logs go to stderr (EEMU_LOG=debug for more); results go to stdout.";
 /// the shards that held them. Typical flow: `eemu ingest` a dataset into a store, inspect it with
 /// `eemu status`, run `eemu nightly` (train the shard models, write top-K lists for every user),
 /// delete data with `eemu forget` and prove it with `eemu verify`; compare methods with
-/// `eemu evaluate`. `eemu synth` generates demo data.
+/// `eemu evaluate`, and tell differences from noise with `eemu compare`. `eemu synth` generates
+/// demo data.
 #[derive(Debug, Parser)]
 #[command(name = "eemu", disable_version_flag = true, after_help = AFTER_HELP)]
 pub struct Cli {
