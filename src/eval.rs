@@ -435,7 +435,7 @@ pub fn write_ranks(path: &std::path::Path, p: &Prepared, t: &Targets, results: &
 /// Each method against RETRAIN and against Mean, where those were evaluated, paired over the
 /// users (`eemu compare`'s statistics at K = 10 with its default resampling, so
 /// `eemu compare --ranks` on the `--ranks-out` file gives the same numbers). Empty when neither
-/// baseline was evaluated.
+/// baseline was evaluated or no user has a test item.
 pub fn paired(p: &Prepared, t: &Targets, results: &[MethodResult]) -> Result<Vec<crate::compare::Comparison>> {
     use crate::compare::{compare, pairs, MethodRanks, Settings};
     let id = |u: u32| match &p.dataset.users.ids {
@@ -450,7 +450,7 @@ pub fn paired(p: &Prepared, t: &Targets, results: &[MethodResult]) -> Result<Vec
             ranks: t.users.iter().zip(&r.test_ranks).map(|(&u, &rank)| (id(u), rank as u64)).collect(),
         })
         .collect();
-    if all.len() < 2 || !all.iter().any(|m| m.name == "retrain" || m.name == "mean") {
+    if all.len() < 2 || t.users.is_empty() || !all.iter().any(|m| m.name == "retrain" || m.name == "mean") {
         return Ok(Vec::new());
     }
     pairs(&all, &[], &[])?.into_iter().map(|(m, b)| compare(m, b, &Settings::default())).collect()

@@ -194,6 +194,9 @@ pub fn compare(method: &MethodRanks, baseline: &MethodRanks, s: &Settings) -> Re
     let a: Vec<f64> = method.ranks.values().map(|&r| gain(r)).collect();
     let b: Vec<f64> = baseline.ranks.values().map(|&r| gain(r)).collect();
     let n = a.len();
+    if n == 0 {
+        bail!("{} and {} rank no users", method.name, baseline.name);
+    }
     let hit = |g: f64| if g > 0.0 { 1.0 } else { 0.0 };
     let (ha, hb): (Vec<f64>, Vec<f64>) = (a.iter().map(|&g| hit(g)).collect(), b.iter().map(|&g| hit(g)).collect());
     let only_a = ha.iter().zip(&hb).filter(|(x, y)| **x > **y).count();
@@ -487,6 +490,12 @@ mod tests {
         assert_eq!(small, again);
         let other = compare(&ranks("a", &pattern(100, 3)), &ranks("b", &pattern(100, 2)), &Settings { seed: 8, ..s });
         assert_ne!(small.hr.interval, other.unwrap().hr.interval);
+    }
+
+    #[test]
+    fn no_users_is_an_error_not_a_panic() {
+        let e = compare(&ranks("a", &[]), &ranks("b", &[]), &Settings::default()).unwrap_err().to_string();
+        assert!(e.contains("rank no users"), "{e}");
     }
 
     #[test]
