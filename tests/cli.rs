@@ -2,22 +2,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn eemu(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_eemu")).args(args).current_dir(cwd).output().expect("eemu runs")
-}
-
-/// Ingests the files `eemu synth --out in` wrote in `cwd` into the store `s`.
-fn ingest_synth(config: &str, cwd: &Path) -> Output {
-    let args =
-        ["--config", config, "--input", "in/interactions.csv", "--users", "in/users.csv", "--items", "in/items.csv"];
-    eemu(&[&["ingest"][..], &args, &["--store", "s"]].concat(), cwd)
-}
-
-fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
-}
+use common::{eemu, ingest_synth, text};
 
 #[test]
 fn version_names_eemu_libtorch_and_cuda() {
@@ -37,7 +23,7 @@ fn synth_ingest_status_round_trip() {
     let config = config.to_str().unwrap();
     let o = eemu(&["synth", "--out", "in", "--users", "150", "--items", "100", "--interactions-per-user", "10..20"], d);
     assert!(o.status.success(), "{:?}", text(&o));
-    let o = ingest_synth(config, d);
+    let o = ingest_synth(config, "s", d);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert!(out.contains("150 users, 100 items"), "{out}");
@@ -82,7 +68,7 @@ fn train_skips_shards_whose_lineage_already_has_a_model() {
     common::write_config(&d.join("tiny.toml"), &config);
     let o = eemu(&["synth", "--out", "in", "--users", "40", "--items", "50", "--interactions-per-user", "8..12"], d);
     assert!(o.status.success(), "{:?}", text(&o));
-    assert!(ingest_synth("tiny.toml", d).status.success());
+    assert!(ingest_synth("tiny.toml", "s", d).status.success());
     let o = eemu(&["train", "--store", "s", "--device", "cpu", "--shard", "1"], d);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");

@@ -28,20 +28,7 @@ fn setup(d: &Path) {
 }
 
 fn ingest(d: &Path, store: &str) {
-    let args = [
-        "ingest",
-        "--config",
-        "tiny.toml",
-        "--input",
-        "in/interactions.csv",
-        "--users",
-        "in/users.csv",
-        "--items",
-        "in/items.csv",
-        "--store",
-        store,
-    ];
-    ok(eemu(&args, d));
+    ok(common::ingest_synth("tiny.toml", store, d));
 }
 
 fn latest(d: &Path, store: &str) -> PathBuf {

@@ -35,20 +35,7 @@ fn jobs_check_their_inputs_share_the_store_lock_and_apply_deferred_deletions() {
     config.split.mode = eemu::config::SplitMode::Production;
     common::write_config(&d.join("tiny.toml"), &config);
     ok(eemu(&["synth", "--out", "in", "--users", "60", "--items", "40", "--interactions-per-user", "6..30"], d));
-    let ingest = [
-        "ingest",
-        "--config",
-        "tiny.toml",
-        "--input",
-        "in/interactions.csv",
-        "--users",
-        "in/users.csv",
-        "--items",
-        "in/items.csv",
-        "--store",
-        "s",
-    ];
-    ok(eemu(&ingest, d));
+    ok(common::ingest_synth("tiny.toml", "s", d));
     let first_user =
         std::fs::read_to_string(d.join("in/interactions.csv")).unwrap().lines().nth(1).unwrap().to_string();
     let user = first_user.split(',').next().unwrap().to_string();

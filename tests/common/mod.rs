@@ -113,6 +113,13 @@ pub fn eemu(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_eemu")).args(args).current_dir(cwd).output().expect("eemu runs")
 }
 
+/// Ingests the files `eemu synth --out in` wrote in `cwd` into `store`, with the config file
+/// `config`.
+pub fn ingest_synth(config: &str, store: &str, cwd: &Path) -> Output {
+    let files = ["--input", "in/interactions.csv", "--users", "in/users.csv", "--items", "in/items.csv"];
+    eemu(&[&["ingest", "--config", config][..], &files, &["--store", store]].concat(), cwd)
+}
+
 /// stdout and stderr as text.
 pub fn text(o: &Output) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
