@@ -41,3 +41,10 @@ wait_for() {
     grep -ih "evaluated\|warn\|error" "$OUT/${x%%:*}.log" | sed 's/^20[-0-9T:.]*Z *//'
   done
 }
+# finish: packs everything under $OUT into $OUT/out.tgz (the device tool brings back at most
+# eight files from $OUT) and prints its contents.
+finish() {
+  (cd "$OUT" && tar czf /tmp/out.tgz --exclude=out.tgz . && find . -type f ! -name out.tgz -delete && mv /tmp/out.tgz .)
+  tar tzvf "$OUT/out.tgz"
+  stamp "end"
+}

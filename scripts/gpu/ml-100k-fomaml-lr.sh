@@ -16,4 +16,4 @@ done
 ev fomaml-5e-4 $W/f5e-4 cpu eemu,eemu-adapt --jobs 8 & P1=$!
 ev fomaml-1e-3 $W/f1e-3 cpu eemu,eemu-adapt --jobs 8 & P2=$!
 wait_for fomaml-5e-4:$P1 fomaml-1e-3:$P2
-stamp "end"
+finish

@@ -10,4 +10,4 @@ $B/eemu ingest --config $W/ml-100k-maml.toml --format ml-100k --input $W/ml-100k
 ev m100-maml $W/m100 cpu eemu,eemu-adapt --jobs 8 & PE=$!
 ev m100-base $W/m100 cuda retrain,mean & PB=$!
 wait_for m100-base:$PB m100-maml:$PE
-stamp "end"
+finish

@@ -13,4 +13,4 @@ stamp "RETRAIN and Mean on the GPU"
 ev m1-retrain $W/m1 cuda retrain & PR=$!
 ev m1-mean $W/m1 cuda mean & PM=$!
 wait_for m1-retrain:$PR m1-mean:$PM m1-eemu:$PE
-stamp "end"
+finish

@@ -6,6 +6,7 @@
 #   scripts/gpu/ml-1m-100-epochs.sh   ml-1m-partial, 100 epochs, batched Reptile (docs/results.md)
 #   scripts/gpu/ml-100k-maml.sh       ml-100k, 100 epochs, batched MAML (docs/results.md)
 #   scripts/gpu/ml-100k-fomaml-lr.sh  ml-100k, FOMAML at outer learning rates 5e-4 and 1e-3
+#   scripts/gpu/ml-1m-tuned.sh        ml-1m-partial, RETRAIN and Mean at learning rates 5e-4 to 2e-3
 # The data is licensed: gpu-run/ is git-ignored and must stay so.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
