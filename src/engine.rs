@@ -427,8 +427,8 @@ fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
         batch_clusters: args.batch_clusters.clone(),
     };
     let start = Instant::now();
-    let results = crate::eval::evaluate(&prepared, &options)?;
     let targets = crate::eval::Targets::new(&prepared)?;
+    let results = crate::eval::evaluate(&prepared, &targets, &options)?;
     if let Some(path) = &args.ranks_out {
         crate::eval::write_ranks(path, &prepared, &targets, &results)?;
     }

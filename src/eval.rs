@@ -314,37 +314,37 @@ fn run_method(
     Ok((result, models))
 }
 
-/// Runs the requested methods.
-pub fn evaluate(p: &Prepared, o: &EvalOptions) -> Result<Vec<MethodResult>> {
-    let t = Targets::new(p)?;
+/// Runs the requested methods on the targets `t` (built once by the caller, who also needs them
+/// for `write_ranks` and `paired`).
+pub fn evaluate(p: &Prepared, t: &Targets, o: &EvalOptions) -> Result<Vec<MethodResult>> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(o.jobs.max(1)).build()?;
     let mut results = Vec::new();
     let want = |m: &str| o.methods.iter().any(|x| x == m);
     if want("retrain") {
-        results.push(run_method("retrain", p, &t, Algorithm::Standard, true, o, &pool)?.0);
+        results.push(run_method("retrain", p, t, Algorithm::Standard, true, o, &pool)?.0);
     }
     if want("mean") {
-        results.push(run_method("mean", p, &t, Algorithm::Standard, false, o, &pool)?.0);
+        results.push(run_method("mean", p, t, Algorithm::Standard, false, o, &pool)?.0);
     }
     if want("eemu") || want("eemu-adapt") || want("eemu-batch") {
-        let (r, mut models) = run_method("eemu", p, &t, p.config.train.algorithm, false, o, &pool)?;
+        let (r, mut models) = run_method("eemu", p, t, p.config.train.algorithm, false, o, &pool)?;
         if want("eemu") {
             results.push(r.clone());
         }
         if want("eemu-adapt") {
             let start = Instant::now();
-            let sets = adaptation_sets(&t, p.config.seed, p.config.adapt.set_size, p.config.adapt.temperature);
+            let sets = adaptation_sets(t, p.config.seed, p.config.adapt.set_size, p.config.adapt.temperature);
             let (parts, back): (Vec<Vec<f32>>, Vec<TwoTower>) =
-                pool.install(|| models.into_par_iter().map(|m| (adapted_scores(&m, &t, &sets, &p.config), m)).unzip());
+                pool.install(|| models.into_par_iter().map(|m| (adapted_scores(&m, t, &sets, &p.config), m)).unzip());
             models = back;
-            let (vr, tr) = ranks(&mean_scores(parts), &t);
+            let (vr, tr) = ranks(&mean_scores(parts), t);
             results.push(derived(&r, "eemu-adapt".into(), vr, tr, start));
             info!(seconds = format!("{:.0}", start.elapsed().as_secs_f64()), "per-user adaptation evaluated");
         }
         if want("eemu-batch") {
             for &k in &o.batch_clusters {
                 let start = Instant::now();
-                let (vr, tr) = batch_ranks(p, &t, &models, k)?;
+                let (vr, tr) = batch_ranks(p, t, &models, k)?;
                 results.push(derived(&r, format!("eemu-batch-{k}"), vr, tr, start));
                 info!(clusters = k, seconds = format!("{:.0}", start.elapsed().as_secs_f64()), "batch mode evaluated");
             }

@@ -33,7 +33,7 @@ fn every_method_is_evaluated_and_ranks_are_written() {
         jobs: 2,
         batch_clusters: vec![3, 6],
     };
-    let results = evaluate(&prepared, &options).unwrap();
+    let results = evaluate(&prepared, &Targets::new(&prepared).unwrap(), &options).unwrap();
     let names: Vec<&str> = results.iter().map(|r| r.method.as_str()).collect();
     assert_eq!(names, ["retrain", "mean", "eemu", "eemu-adapt", "eemu-batch-3", "eemu-batch-6"]);
     let shards: Vec<usize> = results.iter().map(|r| r.shards).collect();
@@ -84,7 +84,7 @@ fn per_user_adaptation_steps_by_adapt_learning_rate() {
             jobs: 2,
             batch_clusters: vec![],
         };
-        let r = evaluate(&prepared, &options).unwrap();
+        let r = evaluate(&prepared, &Targets::new(&prepared).unwrap(), &options).unwrap();
         (r[0].test_ranks.clone(), r[1].test_ranks.clone())
     };
     // A step of 1e-12 leaves the float32 weights (and so every rank) as they were; the
