@@ -14,11 +14,20 @@ stamp() { echo "=== [$(( $(date +%s) - T0 )) s] $*"; }
 stamp "machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 nproc; $B/eemu --version
-# ev NAME STORE DEVICE METHODS [evaluate options...]: 100 epochs, evaluated every 10.
+# ev NAME STORE DEVICE METHODS [evaluate options...]: EPOCHS epochs (default 100), evaluated
+# every 10; rank files (for eemu compare), JSON, table and log under $OUT.
 ev() {
   local n=$1 s=$2 d=$3 m=$4; shift 4
-  $B/eemu evaluate --store "$s" --epochs 100 --eval-every 10 --device "$d" --methods "$m" "$@" \
-    --out "$OUT/$n.json" > "$OUT/$n.txt" 2> "$OUT/$n.log"
+  $B/eemu evaluate --store "$s" --epochs "${EPOCHS:-100}" --eval-every 10 --device "$d" --methods "$m" "$@" \
+    --ranks-out "$OUT/$n.parquet" --out "$OUT/$n.json" > "$OUT/$n.txt" 2> "$OUT/$n.log"
+}
+# ingest_lr CONFIG LR FORMAT INPUT STORE: ingests INPUT into STORE with CONFIG's learning_rate
+# (2e-4 in the shipped configs) set to LR.
+ingest_lr() {
+  local c=$W/$(basename "$1" .toml)-$2.toml
+  sed "s/^learning_rate = 2e-4/learning_rate = $2/" "$1" > "$c"
+  grep -q "^learning_rate = $2" "$c" || { echo "learning_rate not set in $c"; exit 1; }
+  $B/eemu ingest --config "$c" --format "$3" --input "$4" --store "$5" -q
 }
 # wait_for NAME:PID...: waits until they end or DEADLINE seconds have passed, then stops the rest
 # and prints each one's table and evaluation log (every evaluated epoch logs the test metrics of

@@ -8,11 +8,7 @@
 # each logged epoch also carries the test metrics of the epoch chosen on validation so far.
 # Needs gpu-run/ (scripts/gpu/stage.sh).
 source "$(dirname "$0")/common.sh"
-for lr in 5e-4 1e-3; do
-  sed "s/^learning_rate = 2e-4/learning_rate = $lr/" configs/ml-100k.toml > $W/fomaml-$lr.toml
-  grep -q "^learning_rate = $lr" $W/fomaml-$lr.toml || { echo "learning_rate not set in $W/fomaml-$lr.toml"; exit 1; }
-  $B/eemu ingest --config $W/fomaml-$lr.toml --format ml-100k --input $W/ml-100k --store $W/f$lr -q
-done
+for lr in 5e-4 1e-3; do ingest_lr configs/ml-100k.toml $lr ml-100k $W/ml-100k $W/f$lr; done
 ev fomaml-5e-4 $W/f5e-4 cpu eemu,eemu-adapt --jobs 8 & P1=$!
 ev fomaml-1e-3 $W/f1e-3 cpu eemu,eemu-adapt --jobs 8 & P2=$!
 wait_for fomaml-5e-4:$P1 fomaml-1e-3:$P2
