@@ -141,23 +141,26 @@ fn model_scores(model: &TwoTower, t: &Targets) -> Vec<f32> {
     })
 }
 
-/// Per-user adaptation (Algorithm 2) for one shard model: scores of every evaluated user. Each
-/// user is a cluster of one for [`crate::infer::specialize`]; a user without training items has
-/// an empty adaptation set and is scored by the shard model as is.
-fn adapted_scores(model: &TwoTower, t: &Targets, sets: &[(Vec<i64>, Vec<i64>)], cfg: &Config) -> Vec<f32> {
+/// Per-user adaptation (Algorithm 2) for one shard model at step size `lr`: scores of every
+/// evaluated user after each step count of `checkpoints` (ascending), one score matrix per
+/// checkpoint. Each user is a cluster of one for [`crate::infer::specialize_at`]; a user without
+/// training items has an empty adaptation set and is scored by the shard model as is.
+fn adapted_scores(
+    model: &TwoTower,
+    t: &Targets,
+    sets: &[(Vec<i64>, Vec<i64>)],
+    lr: f64,
+    margin: f64,
+    checkpoints: &[usize],
+) -> Vec<Vec<f32>> {
     let n = t.n_items;
-    let mut out = vec![0f32; t.users.len() * n];
+    let mut out = vec![vec![0f32; t.users.len() * n]; checkpoints.len()];
     for (k, &user) in t.users.iter().enumerate() {
-        let (u, items) = crate::infer::specialize(
-            model,
-            &[user],
-            &[&sets[k]],
-            cfg.adapt.learning_rate,
-            cfg.train.margin,
-            cfg.adapt.steps,
-        );
-        let row = tch::no_grad(|| u.matmul(&items.transpose(0, 1)).to_device(Device::Cpu).flatten(0, 1));
-        out[k * n..(k + 1) * n].copy_from_slice(&Vec::<f32>::try_from(row).expect("f32 scores"));
+        let points = crate::infer::specialize_at(model, &[user], &[&sets[k]], lr, margin, checkpoints);
+        for (c, (u, items)) in points.into_iter().enumerate() {
+            let row = tch::no_grad(|| u.matmul(&items.transpose(0, 1)).to_device(Device::Cpu).flatten(0, 1));
+            out[c][k * n..(k + 1) * n].copy_from_slice(&Vec::<f32>::try_from(row).expect("f32 scores"));
+        }
     }
     out
 }
@@ -186,9 +189,30 @@ pub struct MethodResult {
     /// Validation HR@10 after every evaluated epoch.
     pub validation_curve: Vec<(usize, f64)>,
     pub train_seconds: f64,
+    /// The per-user adaptation of an `eemu-adapt` row.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adaptation: Option<AdaptSetting>,
+    /// An `eemu-adapt(..)` row: one setting of the adaptation grid, listed beside the
+    /// `eemu-adapt` row that holds the setting chosen on validation.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub candidate: bool,
     /// 0-based test rank of every evaluated user (in `Targets` order), for `--ranks-out`.
     #[serde(skip)]
     pub test_ranks: Vec<usize>,
+}
+
+/// One setting of per-user adaptation: the fresh Adam's step size and its number of steps.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct AdaptSetting {
+    pub learning_rate: f64,
+    pub steps: usize,
+}
+
+impl AdaptSetting {
+    /// The row name of this setting when it is one candidate of a grid.
+    pub fn method_name(&self) -> String {
+        format!("eemu-adapt(lr={},steps={})", self.learning_rate, self.steps)
+    }
 }
 
 /// Settings of an evaluation run.
@@ -201,6 +225,10 @@ pub struct EvalOptions {
     pub jobs: usize,
     /// Consensus cluster counts K of the `eemu-batch` method (one result per K).
     pub batch_clusters: Vec<usize>,
+    /// Per-user adaptation settings tried by `eemu-adapt`, all on the same models; the one with
+    /// the best validation HR@10 (the first listed on a tie) is the `eemu-adapt` row. Empty: the
+    /// config's `[adapt]` learning_rate and steps only.
+    pub adapt_grid: Vec<AdaptSetting>,
 }
 
 fn mean_scores(parts: Vec<Vec<f32>>) -> Vec<f32> {
@@ -309,6 +337,8 @@ fn run_method(
         test,
         validation_curve: curve,
         train_seconds: start.elapsed().as_secs_f64(),
+        adaptation: None,
+        candidate: false,
         test_ranks,
     };
     Ok((result, models))
@@ -332,20 +362,15 @@ pub fn evaluate(p: &Prepared, t: &Targets, o: &EvalOptions) -> Result<Vec<Method
             results.push(r.clone());
         }
         if want("eemu-adapt") {
-            let start = Instant::now();
-            let sets = adaptation_sets(t, p.config.seed, p.config.adapt.set_size, p.config.adapt.temperature);
-            let (parts, back): (Vec<Vec<f32>>, Vec<TwoTower>) =
-                pool.install(|| models.into_par_iter().map(|m| (adapted_scores(&m, t, &sets, &p.config), m)).unzip());
+            let (found, back) = adapt_grid(p, t, o, models, &pool);
             models = back;
-            let (vr, tr) = ranks(&mean_scores(parts), t);
-            results.push(derived(&r, "eemu-adapt".into(), vr, tr, start));
-            info!(seconds = format!("{:.0}", start.elapsed().as_secs_f64()), "per-user adaptation evaluated");
+            results.extend(adapt_rows(&r, found));
         }
         if want("eemu-batch") {
             for &k in &o.batch_clusters {
                 let start = Instant::now();
                 let (vr, tr) = batch_ranks(p, t, &models, k)?;
-                results.push(derived(&r, format!("eemu-batch-{k}"), vr, tr, start));
+                results.push(derived(&r, format!("eemu-batch-{k}"), vr, tr, start.elapsed().as_secs_f64()));
                 info!(clusters = k, seconds = format!("{:.0}", start.elapsed().as_secs_f64()), "batch mode evaluated");
             }
         }
@@ -353,15 +378,94 @@ pub fn evaluate(p: &Prepared, t: &Targets, o: &EvalOptions) -> Result<Vec<Method
     Ok(results)
 }
 
+/// The ranks of the `eemu` models under one per-user adaptation setting.
+struct AdaptRanks {
+    setting: AdaptSetting,
+    valid: Vec<usize>,
+    test: Vec<usize>,
+    /// Seconds of the adaptation pass that produced them, up to this setting's step count.
+    seconds: f64,
+}
+
+/// Per-user adaptation (Algorithm 2) of the `eemu` models at every setting of the grid, in grid
+/// order. One pass per learning rate reads every step count of that rate off one adaptation.
+fn adapt_grid(
+    p: &Prepared,
+    t: &Targets,
+    o: &EvalOptions,
+    mut models: Vec<TwoTower>,
+    pool: &rayon::ThreadPool,
+) -> (Vec<AdaptRanks>, Vec<TwoTower>) {
+    let c = &p.config;
+    let grid = if o.adapt_grid.is_empty() {
+        vec![AdaptSetting { learning_rate: c.adapt.learning_rate, steps: c.adapt.steps }]
+    } else {
+        o.adapt_grid.clone()
+    };
+    let sets = adaptation_sets(t, c.seed, c.adapt.set_size, c.adapt.temperature);
+    let mut rates: Vec<f64> = Vec::new();
+    for g in &grid {
+        if !rates.contains(&g.learning_rate) {
+            rates.push(g.learning_rate);
+        }
+    }
+    let mut found = Vec::with_capacity(grid.len());
+    for lr in rates {
+        let start = Instant::now();
+        let mut checkpoints: Vec<usize> = grid.iter().filter(|g| g.learning_rate == lr).map(|g| g.steps).collect();
+        checkpoints.sort_unstable();
+        checkpoints.dedup();
+        let (mut parts, back): (Vec<Vec<Vec<f32>>>, Vec<TwoTower>) = pool.install(|| {
+            models.into_par_iter().map(|m| (adapted_scores(&m, t, &sets, lr, c.train.margin, &checkpoints), m)).unzip()
+        });
+        models = back;
+        for (k, &steps) in checkpoints.iter().enumerate() {
+            let shard_scores: Vec<Vec<f32>> = parts.iter_mut().map(|s| std::mem::take(&mut s[k])).collect();
+            let (valid, test) = ranks(&mean_scores(shard_scores), t);
+            let seconds = start.elapsed().as_secs_f64();
+            info!(
+                learning_rate = lr,
+                steps,
+                validation_hr10 = format!("{:.4}", Metrics::from_ranks(&valid).hr10),
+                seconds = format!("{seconds:.0}"),
+                "per-user adaptation evaluated"
+            );
+            found.push(AdaptRanks { setting: AdaptSetting { learning_rate: lr, steps }, valid, test, seconds });
+        }
+    }
+    let order = |g: &AdaptSetting| grid.iter().position(|x| x == g).expect("a grid setting");
+    found.sort_by_key(|f| order(&f.setting));
+    (found, models)
+}
+
+/// The `eemu-adapt` rows: the setting with the best validation HR@10 (the first in grid order on a
+/// tie), then, when the grid has more than one setting, every setting as a candidate row.
+fn adapt_rows(base: &MethodResult, found: Vec<AdaptRanks>) -> Vec<MethodResult> {
+    let hr10: Vec<f64> = found.iter().map(|f| Metrics::from_ranks(&f.valid).hr10).collect();
+    let best = (0..found.len()).fold(0, |b, i| if hr10[i] > hr10[b] { i } else { b });
+    let row = |f: &AdaptRanks, candidate: bool| {
+        let name = if candidate { f.setting.method_name() } else { "eemu-adapt".into() };
+        let mut r = derived(base, name, f.valid.clone(), f.test.clone(), f.seconds);
+        r.adaptation = Some(f.setting);
+        r.candidate = candidate;
+        r
+    };
+    let mut rows = vec![row(&found[best], false)];
+    if found.len() > 1 {
+        rows.extend(found.iter().map(|f| row(f, true)));
+    }
+    rows
+}
+
 /// A method derived from the `eemu` models at inference time (same epoch, other scores).
-fn derived(base: &MethodResult, method: String, valid: Vec<usize>, test: Vec<usize>, start: Instant) -> MethodResult {
+fn derived(base: &MethodResult, method: String, valid: Vec<usize>, test: Vec<usize>, seconds: f64) -> MethodResult {
     let mut r = base.clone();
     r.method = method;
     r.validation = Metrics::from_ranks(&valid);
     r.test = Metrics::from_ranks(&test);
     r.test_ranks = test;
     r.validation_curve = vec![];
-    r.train_seconds = base.train_seconds + start.elapsed().as_secs_f64();
+    r.train_seconds = base.train_seconds + seconds;
     r
 }
 
@@ -444,6 +548,7 @@ pub fn paired(p: &Prepared, t: &Targets, results: &[MethodResult]) -> Result<Vec
     };
     let all: Vec<MethodRanks> = results
         .iter()
+        .filter(|r| !r.candidate)
         .map(|r| MethodRanks {
             name: r.method.clone(),
             file: "this evaluation".into(),
@@ -459,8 +564,9 @@ pub fn paired(p: &Prepared, t: &Targets, results: &[MethodResult]) -> Result<Vec
 /// The results as a table, with each method's HR@10 change versus RETRAIN (like the paper's Table 3).
 pub fn table(results: &[MethodResult]) -> String {
     let retrain = results.iter().find(|r| r.method == "retrain").map(|r| r.test.hr10);
+    let w = results.iter().map(|r| r.method.len()).max().unwrap_or(0).max(13);
     let mut s = format!(
-        "{:<13} {:>6} {:>9} {:>6} {:>9} {:>13} {:>13} {:>13} {:>13} {:>11}\n",
+        "{:<w$} {:>6} {:>9} {:>6} {:>9} {:>13} {:>13} {:>13} {:>13} {:>11}\n",
         "method", "shards", "algorithm", "epoch", "val HR@10", "HR@10", "NDCG@10", "HR@20", "NDCG@20", "vs RETRAIN"
     );
     let pm = |v: f64, se: f64| format!("{:.2}±{:.2}", 100.0 * v, 100.0 * se);
@@ -473,7 +579,7 @@ pub fn table(results: &[MethodResult]) -> String {
             serde_json::to_value(r.algorithm).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
         let t = &r.test;
         s.push_str(&format!(
-            "{:<13} {:>6} {:>9} {:>6} {:>9.2} {:>13} {:>13} {:>13} {:>13} {:>11}\n",
+            "{:<w$} {:>6} {:>9} {:>6} {:>9.2} {:>13} {:>13} {:>13} {:>13} {:>11}\n",
             r.method,
             r.shards,
             alg,
@@ -490,6 +596,15 @@ pub fn table(results: &[MethodResult]) -> String {
         "(metrics x 100 ± standard error over {} users; epoch chosen on validation HR@10)\n",
         results.first().map_or(0, |r| r.test.users)
     ));
+    let candidates = results.iter().filter(|r| r.candidate).count();
+    if let Some(a) = results.iter().find(|r| r.method == "eemu-adapt").and_then(|r| r.adaptation) {
+        let how = if candidates > 1 {
+            format!("chosen on validation HR@10 among {candidates} settings")
+        } else {
+            "from the config's [adapt]".to_string()
+        };
+        s.push_str(&format!("(eemu-adapt: adaptation learning rate {}, {} steps, {how})\n", a.learning_rate, a.steps));
+    }
     s
 }
 

@@ -338,6 +338,21 @@ pub fn specialize(
     margin: f64,
     steps: usize,
 ) -> (Tensor, Tensor) {
+    specialize_at(model, users, sets, lr, margin, &[steps]).remove(0)
+}
+
+/// [`specialize`] read at several points of one adaptation: the (user, item) vectors after each
+/// step count in `checkpoints` (ascending). The same fresh Adam runs up to the last one, so the
+/// vectors after `s` steps are those of `specialize(.., s)`.
+pub fn specialize_at(
+    model: &TwoTower,
+    users: &[u32],
+    sets: &[&(Vec<i64>, Vec<i64>)],
+    lr: f64,
+    margin: f64,
+    checkpoints: &[usize],
+) -> Vec<(Tensor, Tensor)> {
+    assert!(checkpoints.windows(2).all(|w| w[0] < w[1]), "checkpoints must ascend");
     let dev = model.device;
     let mut owner = Vec::new();
     let (mut pos, mut neg) = (Vec::new(), Vec::new());
@@ -347,14 +362,27 @@ pub fn specialize(
         neg.extend_from_slice(n);
     }
     let user_ids = Tensor::from_slice(&users.iter().map(|&u| u as i64).collect::<Vec<_>>()).to_device(dev);
+    let read = |w: &Tensor| {
+        tch::no_grad(|| {
+            let p = model.params.views(w);
+            (model.user_vectors(&p, &user_ids), model.all_item_vectors(&p))
+        })
+    };
+    let mut out = Vec::with_capacity(checkpoints.len());
     let mut adapted = model.params.copy();
-    if !pos.is_empty() && steps > 0 {
-        adapted = adapted.set_requires_grad(true);
-        let owner = Tensor::from_slice(&owner).to_device(dev);
-        let items = Tensor::from_slice(&[pos.as_slice(), neg.as_slice()].concat()).to_device(dev);
-        let m = pos.len() as i64;
-        let mut adam = Adam::new(&adapted, lr);
-        for _ in 0..steps {
+    if pos.is_empty() {
+        // Nothing to adapt on: every checkpoint is the shard model as is.
+        let v = read(&adapted);
+        return checkpoints.iter().map(|_| (v.0.shallow_clone(), v.1.shallow_clone())).collect();
+    }
+    adapted = adapted.set_requires_grad(true);
+    let owner = Tensor::from_slice(&owner).to_device(dev);
+    let items = Tensor::from_slice(&[pos.as_slice(), neg.as_slice()].concat()).to_device(dev);
+    let m = pos.len() as i64;
+    let mut adam = Adam::new(&adapted, lr);
+    let mut done = 0;
+    for &target in checkpoints {
+        while done < target {
             let p = model.params.views(&adapted);
             let u = model.user_vectors(&p, &user_ids).index_select(0, &owner);
             let v = model.item_vectors(&p, &items);
@@ -363,12 +391,11 @@ pub fn specialize(
             let loss = hinge(&s_pos, &s_neg, margin);
             let g = Tensor::run_backward(&[&loss], &[&adapted], false, false).remove(0);
             adam.step(&mut adapted, &g);
+            done += 1;
         }
+        out.push(read(&adapted));
     }
-    tch::no_grad(|| {
-        let p = model.params.views(&adapted);
-        (model.user_vectors(&p, &user_ids), model.all_item_vectors(&p))
-    })
+    out
 }
 
 /// Top-K of every user of one cluster: `x` [n x S*d] (already divided by S), `y` [I x S*d].

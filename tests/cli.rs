@@ -238,3 +238,22 @@ fn compare_pairs_users_across_rank_files_and_names_bad_rows() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).1.contains("do not rank the same users"), "{:?}", text(&o));
 }
+
+#[test]
+fn evaluate_rejects_bad_adaptation_settings_by_option_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for (option, value, says) in [
+        ("--adapt-steps", "1,0", "--adapt-steps: every step count must be at least 1"),
+        (
+            "--adapt-learning-rates",
+            "1e-3,0",
+            "--adapt-learning-rates: every step size must be a positive number, got 0",
+        ),
+        ("--adapt-learning-rates", "NaN", "got NaN"),
+    ] {
+        let o = eemu(&["evaluate", "--store", "no-store", option, value], dir.path());
+        let (_, err) = text(&o);
+        assert!(!o.status.success(), "{option} {value} was accepted");
+        assert!(err.contains(says), "{option} {value}: {err}");
+    }
+}

@@ -8,7 +8,7 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::UInt32Type;
 use common::*;
 use eemu::data::synth::SynthFormat;
-use eemu::eval::{evaluate, write_ranks, EvalOptions, Targets};
+use eemu::eval::{evaluate, paired, table, write_ranks, AdaptSetting, EvalOptions, Targets};
 use eemu::store::Store;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tch::Device;
@@ -32,6 +32,7 @@ fn every_method_is_evaluated_and_ranks_are_written() {
         device: Device::Cpu,
         jobs: 2,
         batch_clusters: vec![3, 6],
+        adapt_grid: vec![],
     };
     let results = evaluate(&prepared, &Targets::new(&prepared).unwrap(), &options).unwrap();
     let names: Vec<&str> = results.iter().map(|r| r.method.as_str()).collect();
@@ -83,6 +84,7 @@ fn per_user_adaptation_steps_by_adapt_learning_rate() {
             device: Device::Cpu,
             jobs: 2,
             batch_clusters: vec![],
+            adapt_grid: vec![],
         };
         let r = evaluate(&prepared, &Targets::new(&prepared).unwrap(), &options).unwrap();
         (r[0].test_ranks.clone(), r[1].test_ranks.clone())
@@ -94,4 +96,67 @@ fn per_user_adaptation_steps_by_adapt_learning_rate() {
     let (plain_again, adapted) = ranks("big-step", 1e-2);
     assert_eq!(plain, plain_again, "adapt.learning_rate must not change training");
     assert_ne!(plain, adapted, "adaptation with adapt.learning_rate = 1e-2 moved no rank");
+}
+
+#[test]
+fn adaptation_grid_reads_each_setting_and_chooses_on_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = synth_files(&dir.path().join("in"), SynthFormat::Csv, 21);
+    tch::set_num_threads(1);
+    // Rows of an evaluation of eemu + eemu-adapt after one epoch, with the config's [adapt]
+    // set to (lr, steps) and the given grid.
+    let run = |name: &str, lr: f64, steps: usize, grid: Vec<AdaptSetting>| {
+        let mut config = tiny_config();
+        config.shards.count = 2;
+        config.adapt.learning_rate = lr;
+        config.adapt.steps = steps;
+        let store = Store::new(dir.path().join(name));
+        ingest_into(store.root(), &files, &config).unwrap();
+        let (_, prepared) = store.load().unwrap();
+        let options = EvalOptions {
+            epochs: 1,
+            eval_every: 1,
+            methods: vec!["retrain".into(), "eemu".into(), "eemu-adapt".into()],
+            device: Device::Cpu,
+            jobs: 2,
+            batch_clusters: vec![],
+            adapt_grid: grid,
+        };
+        let t = Targets::new(&prepared).unwrap();
+        let r = evaluate(&prepared, &t, &options).unwrap();
+        let cmp = paired(&prepared, &t, &r).unwrap();
+        (r, cmp.into_iter().map(|c| c.method).collect::<Vec<_>>())
+    };
+    let s = |learning_rate: f64, steps: usize| AdaptSetting { learning_rate, steps };
+    let grid = vec![s(1e-12, 1), s(3e-2, 1), s(3e-2, 3)];
+    let (rows, compared) = run("grid", 2e-4, 1, grid.clone());
+    let names: Vec<&str> = rows.iter().map(|r| r.method.as_str()).collect();
+    assert_eq!(names[..3], ["retrain", "eemu", "eemu-adapt"]);
+    let candidates: Vec<_> = rows.iter().filter(|r| r.candidate).collect();
+    assert_eq!(candidates.iter().map(|r| r.adaptation.unwrap()).collect::<Vec<_>>(), grid);
+    assert!(candidates.iter().all(|r| r.method.starts_with("eemu-adapt(")), "{names:?}");
+    // A step of 1e-12 moves no float32 weight: the first candidate ranks as eemu does.
+    assert_eq!(candidates[0].test_ranks, rows[1].test_ranks);
+    // Each candidate is what an evaluation with that setting in the config gives, so reading 1
+    // and 3 steps off one adaptation equals adapting 1 and 3 steps separately.
+    for (k, g) in grid.iter().enumerate().skip(1) {
+        let (alone, _) = run(&format!("alone-{k}"), g.learning_rate, g.steps, vec![]);
+        assert_eq!(alone[2].adaptation, Some(*g));
+        assert!(!alone[2].candidate);
+        assert_eq!(alone[2].test_ranks, candidates[k].test_ranks, "setting {g:?}");
+        assert_eq!(alone[2].validation.hr10, candidates[k].validation.hr10, "setting {g:?}");
+        assert_eq!(alone[1].test_ranks, rows[1].test_ranks, "the grid must not change training");
+    }
+    assert_ne!(candidates[1].test_ranks, candidates[2].test_ranks, "1 and 3 steps of 3e-2 rank alike");
+    // eemu-adapt is the first candidate with the best validation HR@10; the test item plays no part.
+    let best = candidates.iter().map(|r| r.validation.hr10).fold(f64::MIN, f64::max);
+    let first_best = candidates.iter().find(|r| r.validation.hr10 == best).unwrap();
+    assert_eq!(rows[2].adaptation, first_best.adaptation);
+    assert_eq!(rows[2].test_ranks, first_best.test_ranks);
+    // Candidates are listed, but only the chosen row is paired against the baselines.
+    assert!(compared.iter().all(|m| !m.starts_with("eemu-adapt(")), "{compared:?}");
+    assert!(compared.iter().any(|m| m == "eemu-adapt"), "{compared:?}");
+    let text = table(&rows);
+    assert!(text.contains("chosen on validation HR@10 among 3 settings"), "{text}");
+    assert!(text.contains(&candidates[2].method), "{text}");
 }

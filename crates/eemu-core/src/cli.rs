@@ -58,7 +58,7 @@ pub enum Command {
     Train(TrainArgs),
     /// Compare RETRAIN, sharded Mean, EEMU and EEMU with per-user adaptation (leave-one-out,
     /// full ranking, HR@K / NDCG@K, epoch chosen on validation).
-    Evaluate(EvaluateArgs),
+    Evaluate(Box<EvaluateArgs>),
     /// Paired comparison of methods from `eemu evaluate --ranks-out` files (one run or several):
     /// relative HR@K / NDCG@K differences with bootstrap intervals over users, McNemar's test.
     #[command(after_help = COMPARE_HELP)]
@@ -189,6 +189,17 @@ pub struct EvaluateArgs {
     /// Consensus cluster counts K of eemu-batch (batch mode, paper Algorithm 3), comma-separated
     #[arg(long, value_delimiter = ',', default_value = "10,25,50")]
     pub batch_clusters: Vec<usize>,
+    /// Step sizes of per-user adaptation to try for eemu-adapt, comma-separated (default:
+    /// adapt.learning_rate of the config). Every rate is tried with every --adapt-steps count on
+    /// the same models; the eemu-adapt row is the setting with the best validation HR@10 (the
+    /// first listed on a tie), and with more than one setting each is also listed as
+    /// eemu-adapt(lr=..,steps=..). The test item never takes part in the choice.
+    #[arg(long, value_delimiter = ',', value_name = "LRS")]
+    pub adapt_learning_rates: Vec<f64>,
+    /// Step counts of per-user adaptation to try for eemu-adapt, comma-separated (default:
+    /// adapt.steps of the config). One adaptation per rate is read after each count.
+    #[arg(long, value_delimiter = ',', value_name = "STEPS")]
+    pub adapt_steps: Vec<usize>,
     /// Device: auto (CUDA when available), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
