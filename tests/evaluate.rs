@@ -71,22 +71,7 @@ fn per_user_adaptation_steps_by_adapt_learning_rate() {
     tch::set_num_threads(1);
     // (EEMU ranks, EEMU-adapt ranks) after one epoch, with adaptation steps of size `lr`.
     let ranks = |name: &str, lr: f64| {
-        let mut config = tiny_config();
-        config.shards.count = 2;
-        config.adapt.learning_rate = lr;
-        let store = Store::new(dir.path().join(name));
-        ingest_into(store.root(), &files, &config).unwrap();
-        let (_, prepared) = store.load().unwrap();
-        let options = EvalOptions {
-            epochs: 1,
-            eval_every: 1,
-            methods: vec!["eemu".into(), "eemu-adapt".into()],
-            device: Device::Cpu,
-            jobs: 2,
-            batch_clusters: vec![],
-            adapt_grid: vec![],
-        };
-        let r = evaluate(&prepared, &Targets::new(&prepared).unwrap(), &options).unwrap();
+        let (_, r) = eval_adapt(dir.path(), &files, name, (lr, 1), &["eemu", "eemu-adapt"], vec![]);
         (r[0].test_ranks.clone(), r[1].test_ranks.clone())
     };
     // A step of 1e-12 leaves the float32 weights (and so every rank) as they were; the
@@ -103,29 +88,11 @@ fn adaptation_grid_reads_each_setting_and_chooses_on_validation() {
     let dir = tempfile::tempdir().unwrap();
     let files = synth_files(&dir.path().join("in"), SynthFormat::Csv, 21);
     tch::set_num_threads(1);
-    // Rows of an evaluation of eemu + eemu-adapt after one epoch, with the config's [adapt]
-    // set to (lr, steps) and the given grid.
+    // Rows of an evaluation of retrain + eemu + eemu-adapt after one epoch, with the config's
+    // [adapt] set to (lr, steps) and the given grid, and the methods paired against RETRAIN.
     let run = |name: &str, lr: f64, steps: usize, grid: Vec<AdaptSetting>| {
-        let mut config = tiny_config();
-        config.shards.count = 2;
-        config.adapt.learning_rate = lr;
-        config.adapt.steps = steps;
-        let store = Store::new(dir.path().join(name));
-        ingest_into(store.root(), &files, &config).unwrap();
-        let (_, prepared) = store.load().unwrap();
-        let options = EvalOptions {
-            epochs: 1,
-            eval_every: 1,
-            methods: vec!["retrain".into(), "eemu".into(), "eemu-adapt".into()],
-            device: Device::Cpu,
-            jobs: 2,
-            batch_clusters: vec![],
-            adapt_grid: grid,
-        };
-        let t = Targets::new(&prepared).unwrap();
-        let r = evaluate(&prepared, &t, &options).unwrap();
-        let cmp = paired(&prepared, &t, &r).unwrap();
-        (r, cmp.into_iter().map(|c| c.method).collect::<Vec<_>>())
+        let (cmp, r) = eval_adapt(dir.path(), &files, name, (lr, steps), &["retrain", "eemu", "eemu-adapt"], grid);
+        (r, cmp)
     };
     let s = |learning_rate: f64, steps: usize| AdaptSetting { learning_rate, steps };
     let grid = vec![s(1e-12, 1), s(3e-2, 1), s(3e-2, 3)];
@@ -159,4 +126,36 @@ fn adaptation_grid_reads_each_setting_and_chooses_on_validation() {
     let text = table(&rows);
     assert!(text.contains("chosen on validation HR@10 among 3 settings"), "{text}");
     assert!(text.contains(&candidates[2].method), "{text}");
+}
+
+/// Evaluates `methods` for one epoch on a 2-shard tiny store ingested from `files` under
+/// `dir/name`, with the config's `[adapt]` learning_rate and steps set to `adapt` and the given
+/// adaptation grid. Returns the names of the methods `paired` compares, and the results.
+fn eval_adapt(
+    dir: &std::path::Path,
+    files: &[std::path::PathBuf; 3],
+    name: &str,
+    adapt: (f64, usize),
+    methods: &[&str],
+    adapt_grid: Vec<AdaptSetting>,
+) -> (Vec<String>, Vec<eemu::eval::MethodResult>) {
+    let mut config = tiny_config();
+    config.shards.count = 2;
+    (config.adapt.learning_rate, config.adapt.steps) = adapt;
+    let store = Store::new(dir.join(name));
+    ingest_into(store.root(), files, &config).unwrap();
+    let (_, prepared) = store.load().unwrap();
+    let options = EvalOptions {
+        epochs: 1,
+        eval_every: 1,
+        methods: methods.iter().map(|m| m.to_string()).collect(),
+        device: Device::Cpu,
+        jobs: 2,
+        batch_clusters: vec![],
+        adapt_grid,
+    };
+    let t = Targets::new(&prepared).unwrap();
+    let r = evaluate(&prepared, &t, &options).unwrap();
+    let compared = paired(&prepared, &t, &r).unwrap().into_iter().map(|c| c.method).collect();
+    (compared, r)
 }
