@@ -122,6 +122,8 @@ fn train_and_save_with(
     };
     let dir = store.shard_dir(shard.index, &shard.lineage);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // A run killed while writing this shard's files (e.g. as another shard finished) left them here.
+    crate::store::files::remove_stale_temp_files(&dir)?;
     crate::store::files::write_atomic(&dir.join(TRAIN_LOG_FILE), serde_json::to_string_pretty(&log)?.as_bytes())?;
     save_model(&model, &dir.join(MODEL_FILE))?;
     crate::fault::point("shard-trained");

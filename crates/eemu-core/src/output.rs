@@ -19,7 +19,7 @@ use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 
 use crate::data::Ids;
-use crate::store::files::{parquet_properties, publish, sync_dir, temp_path, write_atomic};
+use crate::store::files::{parquet_properties, process_alive, publish, sync_dir, temp_path, write_atomic};
 
 /// Where a user's list comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -351,11 +351,6 @@ fn check_run_id(run_id: &str) -> Result<()> {
 /// Name of the temporary folder of a run written by process `pid`.
 fn temp_dir_name(run_id: &str, pid: u32) -> String {
     format!(".{run_id}.tmp-{pid}")
-}
-
-/// Whether process `pid` is running (Linux: `/proc/<pid>` exists; elsewhere assumed not).
-fn process_alive(pid: u32) -> bool {
-    cfg!(target_os = "linux") && Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// Removes temporary folders of `run_id` left by processes that are gone (or by this one).

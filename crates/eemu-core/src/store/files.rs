@@ -19,6 +19,36 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+/// Whether process `pid` is running (Linux: `/proc/<pid>` exists; elsewhere assumed not).
+pub fn process_alive(pid: u32) -> bool {
+    cfg!(target_os = "linux") && Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Removes the temporary files ([`temp_path`] names) in `dir` that processes which are gone left
+/// behind when they were killed mid-write. Files of running processes, this one included, stay.
+/// Returns how many were removed; a missing folder has none.
+pub fn remove_stale_temp_files(dir: &Path) -> Result<usize> {
+    let mut removed = 0;
+    for path in crate::store::list_dir(dir)? {
+        let Some(pid) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| n.starts_with('.'))
+            .and_then(|n| n.rsplit_once(".tmp-"))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || process_alive(pid) || !path.is_file() {
+            continue;
+        }
+        tracing::info!("removing {}, left half-written by process {pid}", path.display());
+        fs::remove_file(&path).with_context(|| format!("cannot remove stale temporary file {}", path.display()))?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
 /// Syncs a folder so a rename inside it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync folder {}", dir.display()))
@@ -113,5 +143,26 @@ mod tests {
         assert!(write_atomic(&blocked, b"new").is_err());
         assert_eq!(fs::read(&p).unwrap(), b"one");
         assert!(!fs::read_dir(dir.path()).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains(".tmp-")));
+    }
+
+    #[test]
+    fn stale_temporaries_of_dead_processes_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        assert!(!process_alive(dead));
+        let stale = dir.path().join(format!(".model.safetensors.tmp-{dead}"));
+        let ours = temp_path(&dir.path().join("model.safetensors"));
+        let other = dir.path().join("notes.tmp-1");
+        let kept_dir = dir.path().join(format!(".folder.tmp-{dead}"));
+        for p in [&stale, &ours, &other] {
+            fs::write(p, b"x").unwrap();
+        }
+        fs::create_dir(&kept_dir).unwrap();
+        assert_eq!(remove_stale_temp_files(dir.path()).unwrap(), 1);
+        assert!(!stale.exists());
+        assert!(ours.exists() && other.exists() && kept_dir.exists());
+        assert_eq!(remove_stale_temp_files(&dir.path().join("missing")).unwrap(), 0);
     }
 }

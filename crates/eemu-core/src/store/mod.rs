@@ -224,8 +224,10 @@ impl Store {
         Ok(manifest)
     }
 
-    /// Deletes datasets and shard lineage folders the manifest does not reference.
+    /// Deletes datasets and shard lineage folders the manifest does not reference, and the
+    /// half-written files that killed processes left in the store's folder and its kept lineages.
     fn remove_unreferenced(&self, manifest: &Manifest) -> Result<()> {
+        files::remove_stale_temp_files(&self.root)?;
         let keep_dataset = self.dataset_dir(&manifest.dataset.id);
         for entry in list_dir(&self.root.join("datasets"))? {
             if entry != keep_dataset {
@@ -237,6 +239,8 @@ impl Store {
             for lineage in list_dir(&shard)? {
                 if !keep.contains(&lineage) {
                     remove(&lineage)?;
+                } else {
+                    files::remove_stale_temp_files(&lineage)?;
                 }
             }
             if list_dir(&shard)?.is_empty() {
