@@ -19,7 +19,9 @@ use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 
 use crate::data::Ids;
-use crate::store::files::{parquet_properties, process_alive, publish, sync_dir, temp_path, write_atomic};
+use crate::store::files::{
+    parquet_properties, parse_temp_name, process_alive, publish, sync_dir, temp_path, write_atomic,
+};
 
 /// Where a user's list comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -355,12 +357,12 @@ fn temp_dir_name(run_id: &str, pid: u32) -> String {
 
 /// Removes temporary folders of `run_id` left by processes that are gone (or by this one).
 fn remove_stale_temps(runs_dir: &Path, run_id: &str) -> Result<()> {
-    let prefix = format!(".{run_id}.tmp-");
     let entries = fs::read_dir(runs_dir).with_context(|| format!("cannot list {}", runs_dir.display()))?;
     for entry in entries {
         let entry = entry.with_context(|| format!("cannot list {}", runs_dir.display()))?;
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(&prefix)).and_then(|p| p.parse::<u32>().ok()) else {
+        let Some(pid) = name.to_str().and_then(parse_temp_name).filter(|&(n, _)| n == run_id).map(|(_, pid)| pid)
+        else {
             continue;
         };
         let path = entry.path();

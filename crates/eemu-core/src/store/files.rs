@@ -19,6 +19,13 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+/// Splits a temporary name as [`temp_path`] makes it (`.<name>.tmp-<pid>`) into the final name
+/// and the process that writes it; `None` for any other name.
+pub(crate) fn parse_temp_name(file_name: &str) -> Option<(&str, u32)> {
+    let (name, pid) = file_name.strip_prefix('.')?.rsplit_once(".tmp-")?;
+    Some((name, pid.parse().ok()?))
+}
+
 /// Whether process `pid` is running (Linux: `/proc/<pid>` exists; elsewhere assumed not).
 pub fn process_alive(pid: u32) -> bool {
     cfg!(target_os = "linux") && Path::new("/proc").join(pid.to_string()).exists()
@@ -30,13 +37,7 @@ pub fn process_alive(pid: u32) -> bool {
 pub fn remove_stale_temp_files(dir: &Path) -> Result<usize> {
     let mut removed = 0;
     for path in crate::store::list_dir(dir)? {
-        let Some(pid) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .filter(|n| n.starts_with('.'))
-            .and_then(|n| n.rsplit_once(".tmp-"))
-            .and_then(|(_, pid)| pid.parse::<u32>().ok())
-        else {
+        let Some((_, pid)) = path.file_name().and_then(|n| n.to_str()).and_then(parse_temp_name) else {
             continue;
         };
         if pid == std::process::id() || process_alive(pid) || !path.is_file() {
