@@ -379,26 +379,6 @@ fn forget_command(cli: &Cli, args: &ForgetArgs) -> Result<String> {
     Ok(out)
 }
 
-/// The adaptation settings of `--adapt-learning-rates` x `--adapt-steps`, either list defaulting
-/// to the config's value; empty when neither is given (the config's setting alone).
-fn adapt_grid(rates: &[f64], steps: &[usize], c: &crate::config::AdaptConfig) -> Vec<crate::eval::AdaptSetting> {
-    if rates.is_empty() && steps.is_empty() {
-        return Vec::new();
-    }
-    let rates = if rates.is_empty() { vec![c.learning_rate] } else { rates.to_vec() };
-    let steps = if steps.is_empty() { vec![c.steps] } else { steps.to_vec() };
-    let mut grid = Vec::new();
-    for &learning_rate in &rates {
-        for &s in &steps {
-            let g = crate::eval::AdaptSetting { learning_rate, steps: s };
-            if !grid.contains(&g) {
-                grid.push(g);
-            }
-        }
-    }
-    grid
-}
-
 fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
     const METHODS: [&str; 5] = ["retrain", "mean", "eemu", "eemu-adapt", "eemu-batch"];
     if let Some(bad) = args.methods.iter().find(|m| !METHODS.contains(&m.as_str())) {
@@ -453,7 +433,11 @@ fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
             1
         },
         batch_clusters: args.batch_clusters.clone(),
-        adapt_grid: adapt_grid(&args.adapt_learning_rates, &args.adapt_steps, &prepared.config.adapt),
+        adapt_grid: crate::eval::AdaptSetting::grid(
+            &args.adapt_learning_rates,
+            &args.adapt_steps,
+            &prepared.config.adapt,
+        ),
     };
     let start = Instant::now();
     let targets = crate::eval::Targets::new(&prepared)?;

@@ -18,7 +18,7 @@ use serde::Serialize;
 use tch::{Device, Tensor};
 use tracing::info;
 
-use crate::config::{Algorithm, Config};
+use crate::config::{AdaptConfig, Algorithm, Config};
 use crate::data::split::Split;
 use crate::model::TwoTower;
 use crate::store::Prepared;
@@ -209,6 +209,23 @@ pub struct AdaptSetting {
 }
 
 impl AdaptSetting {
+    /// The settings of `rates` x `steps`, rates outermost, duplicates dropped. An empty list
+    /// stands for the config's value, so with both empty the grid is the config's setting alone.
+    pub fn grid(rates: &[f64], steps: &[usize], c: &AdaptConfig) -> Vec<AdaptSetting> {
+        let rates = if rates.is_empty() { vec![c.learning_rate] } else { rates.to_vec() };
+        let steps = if steps.is_empty() { vec![c.steps] } else { steps.to_vec() };
+        let mut grid = Vec::new();
+        for &learning_rate in &rates {
+            for &steps in &steps {
+                let g = AdaptSetting { learning_rate, steps };
+                if !grid.contains(&g) {
+                    grid.push(g);
+                }
+            }
+        }
+        grid
+    }
+
     /// The row name of this setting when it is one candidate of a grid.
     pub fn method_name(&self) -> String {
         format!("eemu-adapt(lr={},steps={})", self.learning_rate, self.steps)
@@ -397,11 +414,7 @@ fn adapt_grid(
     pool: &rayon::ThreadPool,
 ) -> (Vec<AdaptRanks>, Vec<TwoTower>) {
     let c = &p.config;
-    let grid = if o.adapt_grid.is_empty() {
-        vec![AdaptSetting { learning_rate: c.adapt.learning_rate, steps: c.adapt.steps }]
-    } else {
-        o.adapt_grid.clone()
-    };
+    let grid = if o.adapt_grid.is_empty() { AdaptSetting::grid(&[], &[], &c.adapt) } else { o.adapt_grid.clone() };
     let sets = adaptation_sets(t, c.seed, c.adapt.set_size, c.adapt.temperature);
     let mut rates: Vec<f64> = Vec::new();
     for g in &grid {
@@ -622,6 +635,20 @@ mod tests {
         assert_eq!(rank_of(&scores, 0, &[]), 2);
         // a missing (NaN) score ranks last among the unmasked candidates
         assert_eq!(rank_of(&[0.1, f32::NAN, 0.3], 1, &[2]), 1);
+    }
+
+    #[test]
+    fn adapt_grid_fills_an_empty_list_with_the_config_value() {
+        let c = AdaptConfig { learning_rate: 2e-4, steps: 1, ..AdaptConfig::default() };
+        let s = |learning_rate: f64, steps: usize| AdaptSetting { learning_rate, steps };
+        assert_eq!(AdaptSetting::grid(&[], &[], &c), vec![s(2e-4, 1)]);
+        assert_eq!(AdaptSetting::grid(&[1e-3, 1e-4], &[], &c), vec![s(1e-3, 1), s(1e-4, 1)]);
+        assert_eq!(AdaptSetting::grid(&[], &[3], &c), vec![s(2e-4, 3)]);
+        // rates outermost, a repeated setting listed once
+        assert_eq!(
+            AdaptSetting::grid(&[1e-3, 1e-3, 2e-4], &[1, 3], &c),
+            vec![s(1e-3, 1), s(1e-3, 3), s(2e-4, 1), s(2e-4, 3)]
+        );
     }
 
     #[test]
