@@ -31,6 +31,7 @@ fn main() {
         println!("train bench: {} not present, nothing measured", input.display());
         return;
     }
+    eemu::engine::pin_cpu_kernels();
     eemu::engine::tune_allocator();
     tch::set_num_threads(1);
     let config = Config::load(&config_path).expect("config");
@@ -40,7 +41,11 @@ fn main() {
     ingest(&request, &config, &store).expect("ingest");
     let (_, prepared) = store.load().expect("load");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("train ml-100k, shard 0 of {}, one epoch, {device:?}, 1 libtorch thread", config.shards.count);
+    println!(
+        "train ml-100k, shard 0 of {}, one epoch, {device:?}, 1 libtorch thread, {}",
+        config.shards.count,
+        eemu::engine::cpu_kernels()
+    );
     let only = arg("--only");
     let data = ShardData::from_prepared(&prepared, Some(0));
     let users = data.users.len();

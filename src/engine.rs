@@ -37,6 +37,49 @@ pub fn execute_engine(cli: &Cli) -> Result<String> {
     }
 }
 
+/// Instruction-set caps of libtorch's CPU kernels (MKL's matrix products, ATen's vectorized
+/// kernels, oneDNN), set by [`pin_cpu_kernels`].
+pub const CPU_KERNELS: [(&str, &str); 3] =
+    [("MKL_CBWR", "AVX2"), ("ATEN_CPU_CAPABILITY", "avx2"), ("ONEDNN_MAX_CPU_ISA", "AVX2")];
+
+/// Caps libtorch's CPU kernels at AVX2, so that CPU results are the same bytes on every x86-64
+/// CPU with AVX2. Left to themselves MKL, ATen and oneDNN use the widest instructions the CPU has
+/// (AVX-512 on recent ones) and add up in another order: a shard trained on one machine would not
+/// be byte-identical to the same shard trained on another, and a store moved between machines
+/// would mix models a from-scratch run cannot reproduce. A variable already set is left as it is
+/// (`MKL_CBWR=AUTO ATEN_CPU_CAPABILITY=avx512 ONEDNN_MAX_CPU_ISA=ALL` gives the native kernels).
+/// Call first thing in `main`: the libraries read these on first use, and no other thread may
+/// be running.
+pub fn pin_cpu_kernels() {
+    if cfg!(target_arch = "x86_64") {
+        for (name, value) in CPU_KERNELS {
+            if std::env::var_os(name).is_none() {
+                std::env::set_var(name, value);
+            }
+        }
+    }
+}
+
+/// The CPU kernel caps in effect, as `NAME=value` pairs (`NAME=unset` where absent).
+pub fn cpu_kernels() -> String {
+    let value = |name: &str| std::env::var(name).unwrap_or_else(|_| "unset".to_string());
+    CPU_KERNELS.iter().map(|(name, _)| format!("{name}={}", value(name))).collect::<Vec<_>>().join(" ")
+}
+
+/// The CPU's model name and its widest vector extension (`/proc/cpuinfo`), e.g. "AMD EPYC
+/// (avx512f)": CPU results from machines without the same caps can differ by this. None where
+/// `/proc/cpuinfo` cannot be read.
+pub fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let field = |name: &str| {
+        info.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string())
+    };
+    let flags = field("flags").unwrap_or_default();
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let widest = ["avx512f", "avx2", "avx"].into_iter().find(|f| has(f)).unwrap_or("no avx");
+    Some(format!("{} ({widest})", field("model name").unwrap_or_else(|| "unknown".to_string())))
+}
+
 /// Keeps freed multi-megabyte buffers in the process. Training allocates and frees gradient
 /// and parameter vectors thousands of times per epoch; by default glibc returns each one to the
 /// kernel (mmap / munmap) and every reuse page-faults. Call before starting other threads.
@@ -117,6 +160,7 @@ fn train_and_save_with(
         users_without_query: data.query.iter().filter(|q| q.is_empty()).count(),
         parameters: model.params.count(),
         device: format!("{device:?}"),
+        cpu_kernels: (device == Device::Cpu).then(cpu_kernels),
         epochs,
         seconds: start.elapsed().as_secs_f64(),
     };
@@ -467,6 +511,8 @@ fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
         "epochs": options.epochs,
         "eval_every": options.eval_every,
         "device": format!("{device:?}"),
+        "cpu": cpu_model(),
+        "cpu_kernels": (device == Device::Cpu).then(cpu_kernels),
         "seconds": start.elapsed().as_secs_f64(),
         "results": results,
         "paired": paired,

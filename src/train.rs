@@ -343,6 +343,10 @@ pub struct TrainLog {
     pub users_without_query: usize,
     pub parameters: i64,
     pub device: String,
+    /// On the CPU, the kernel caps the model was trained under (`engine::cpu_kernels`); the
+    /// same bytes need the same caps. Absent in logs written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_kernels: Option<String>,
     pub epochs: Vec<EpochRecord>,
     pub seconds: f64,
 }

@@ -10,5 +10,9 @@ pub fn report() -> String {
     } else {
         "not available".to_string()
     };
-    format!("eemu {}\nlibtorch {LIBTORCH_VERSION}\nCUDA {cuda}", env!("CARGO_PKG_VERSION"))
+    format!(
+        "eemu {}\nlibtorch {LIBTORCH_VERSION}\nCUDA {cuda}\nCPU kernels {}",
+        env!("CARGO_PKG_VERSION"),
+        crate::engine::cpu_kernels()
+    )
 }

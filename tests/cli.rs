@@ -13,6 +13,7 @@ fn version_names_eemu_libtorch_and_cuda() {
     assert!(out.contains(&format!("eemu {}", env!("CARGO_PKG_VERSION"))), "{out}");
     assert!(out.contains("libtorch 2.11.0"), "{out}");
     assert!(out.contains("CUDA "), "{out}");
+    assert!(out.contains("CPU kernels MKL_CBWR="), "{out}");
 }
 
 #[test]
@@ -122,6 +123,7 @@ fn evaluate_on_a_supplied_split_ranks_test_only_items_and_checks_columns() {
     assert!(out.contains("retrain") && out.contains("mean"), "{out}");
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("eval.json")).unwrap()).unwrap();
     assert_eq!(report["split"]["files"].as_array().unwrap().len(), 3);
+    assert!(report["cpu_kernels"].as_str().unwrap().starts_with("MKL_CBWR="), "{report}");
     assert_eq!(report["results"][0]["test"]["users"], 3, "user 3 has no test row: trained on, not evaluated");
     // Each evaluated epoch logs the test metrics of the epoch chosen so far: after the last one
     // they are the reported result.
@@ -255,5 +257,46 @@ fn evaluate_rejects_bad_adaptation_settings_by_option_name() {
         let (_, err) = text(&o);
         assert!(!o.status.success(), "{option} {value} was accepted");
         assert!(err.contains(says), "{option} {value}: {err}");
+    }
+}
+
+#[test]
+fn cpu_models_are_trained_under_kernels_capped_at_avx2() {
+    // Left to themselves MKL, ATen and oneDNN use the widest instructions of the CPU, and the
+    // bytes of a model depend on the machine. `eemu` caps them itself: a run with a clean
+    // environment must give the bytes of a run with the caps set by hand. On a CPU with AVX-512
+    // the two differ without the caps.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut config = common::demo_config();
+    config.train.epochs = 1;
+    config.shards.count = 2;
+    common::write_config(&d.join("c.toml"), &config);
+    let o = eemu(&["synth", "--out", "in", "--users", "150", "--items", "100", "--interactions-per-user", "10..20"], d);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let caps = eemu::engine::CPU_KERNELS;
+    let (mut models, mut logs) = (Vec::new(), Vec::new());
+    for (store, by_hand) in [("clean", false), ("by-hand", true)] {
+        assert!(ingest_synth("c.toml", store, d).status.success());
+        let mut train = std::process::Command::new(env!("CARGO_BIN_EXE_eemu"));
+        train.args(["train", "--store", store, "--device", "cpu", "--shard", "0"]).current_dir(d);
+        for (name, value) in caps {
+            if by_hand {
+                train.env(name, value);
+            } else {
+                train.env_remove(name);
+            }
+        }
+        let o = train.output().unwrap();
+        assert!(o.status.success(), "{:?}", text(&o));
+        let shard = std::fs::read_dir(d.join(store).join("shards/0")).unwrap().next().unwrap().unwrap().path();
+        let log: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(shard.join("train-log.json")).unwrap()).unwrap();
+        logs.push(log);
+        models.push(std::fs::read(shard.join("model.safetensors")).unwrap());
+    }
+    assert!(models[0] == models[1], "a clean environment trained other bytes than the AVX2 caps");
+    for log in logs {
+        assert_eq!(log["cpu_kernels"], "MKL_CBWR=AVX2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2", "{log}");
     }
 }

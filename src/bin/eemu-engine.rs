@@ -7,6 +7,7 @@ use clap::Parser;
 use eemu::cli::Cli;
 
 fn main() {
+    eemu::engine::pin_cpu_kernels();
     eemu::engine::tune_allocator();
     let cli = Cli::parse();
     shared::init_logging(&cli);
