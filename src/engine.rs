@@ -42,14 +42,16 @@ pub fn execute_engine(cli: &Cli) -> Result<String> {
 pub const CPU_KERNELS: [(&str, &str); 3] =
     [("MKL_CBWR", "AVX2"), ("ATEN_CPU_CAPABILITY", "avx2"), ("ONEDNN_MAX_CPU_ISA", "AVX2")];
 
-/// Caps libtorch's CPU kernels at AVX2, so that CPU results are the same bytes on every x86-64
-/// CPU with AVX2. Left to themselves MKL, ATen and oneDNN use the widest instructions the CPU has
-/// (AVX-512 on recent ones) and add up in another order: a shard trained on one machine would not
-/// be byte-identical to the same shard trained on another, and a store moved between machines
-/// would mix models a from-scratch run cannot reproduce. A variable already set is left as it is
-/// (`MKL_CBWR=AUTO ATEN_CPU_CAPABILITY=avx512 ONEDNN_MAX_CPU_ISA=ALL` gives the native kernels).
-/// Call first thing in `main`: the libraries read these on first use, and no other thread may
-/// be running.
+/// Caps libtorch's CPU kernels at AVX2 (x86-64 only), so that CPU results do not depend on the
+/// CPU's instruction set. Left to themselves MKL, ATen and oneDNN use the widest instructions the
+/// CPU has (AVX-512 on recent ones) and add up in another order: a shard trained on one machine
+/// would not be byte-identical to the same shard trained on another, and a store moved between
+/// machines would mix models a from-scratch run cannot reproduce. ATen and oneDNN then run the
+/// same kernels on every CPU with AVX2; MKL promises the same results on Intel CPUs with AVX2 and
+/// on other CPUs runs its reproducible mode on the branch it picks for the platform. A variable
+/// already set is left as it is (`MKL_CBWR=AUTO ATEN_CPU_CAPABILITY=avx512
+/// ONEDNN_MAX_CPU_ISA=ALL` gives the native kernels). Call first thing in `main`: the libraries
+/// read these on first use, and no other thread may be running.
 pub fn pin_cpu_kernels() {
     if cfg!(target_arch = "x86_64") {
         for (name, value) in CPU_KERNELS {
