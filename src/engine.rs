@@ -49,9 +49,10 @@ pub const CPU_KERNELS: [(&str, &str); 3] =
 /// machines would mix models a from-scratch run cannot reproduce. ATen and oneDNN then run the
 /// same kernels on every CPU with AVX2; MKL promises the same results on Intel CPUs with AVX2 and
 /// on other CPUs runs its reproducible mode on the branch it picks for the platform. A variable
-/// already set is left as it is (`MKL_CBWR=AUTO ATEN_CPU_CAPABILITY=avx512
-/// ONEDNN_MAX_CPU_ISA=ALL` gives the native kernels). Call first thing in `main`: the libraries
-/// read these on first use, and no other thread may be running.
+/// already set, even to nothing, is left as it is: `MKL_CBWR= ATEN_CPU_CAPABILITY=avx512
+/// ONEDNN_MAX_CPU_ISA=ALL` gives the native kernels (`MKL_CBWR=AUTO` is not native: it is MKL's
+/// reproducible mode on its own branch). Call first thing in `main`: the libraries read these on
+/// first use, and no other thread may be running.
 pub fn pin_cpu_kernels() {
     if cfg!(target_arch = "x86_64") {
         for (name, value) in CPU_KERNELS {
