@@ -142,8 +142,8 @@ fn model_scores(model: &TwoTower, t: &Targets) -> Vec<f32> {
 }
 
 /// Per-user adaptation (Algorithm 2) for one shard model at step size `lr`: scores of every
-/// evaluated user after each step count of `checkpoints` (ascending), one score matrix per
-/// checkpoint. Each user is a cluster of one for [`crate::infer::specialize_at`]; a user without
+/// evaluated user after each step count of `step_counts` (ascending), one score matrix per
+/// step count. Each user is a cluster of one for [`crate::infer::specialize_at`]; a user without
 /// training items has an empty adaptation set and is scored by the shard model as is.
 fn adapted_scores(
     model: &TwoTower,
@@ -151,12 +151,12 @@ fn adapted_scores(
     sets: &[(Vec<i64>, Vec<i64>)],
     lr: f64,
     margin: f64,
-    checkpoints: &[usize],
+    step_counts: &[usize],
 ) -> Vec<Vec<f32>> {
     let n = t.n_items;
-    let mut out = vec![vec![0f32; t.users.len() * n]; checkpoints.len()];
+    let mut out = vec![vec![0f32; t.users.len() * n]; step_counts.len()];
     for (k, &user) in t.users.iter().enumerate() {
-        let points = crate::infer::specialize_at(model, &[user], &[&sets[k]], lr, margin, checkpoints);
+        let points = crate::infer::specialize_at(model, &[user], &[&sets[k]], lr, margin, step_counts);
         for (c, (u, items)) in points.into_iter().enumerate() {
             let row = tch::no_grad(|| u.matmul(&items.transpose(0, 1)).to_device(Device::Cpu).flatten(0, 1));
             out[c][k * n..(k + 1) * n].copy_from_slice(&Vec::<f32>::try_from(row).expect("f32 scores"));
@@ -425,14 +425,14 @@ fn adapt_grid(
     let mut found = Vec::with_capacity(grid.len());
     for lr in rates {
         let start = Instant::now();
-        let mut checkpoints: Vec<usize> = grid.iter().filter(|g| g.learning_rate == lr).map(|g| g.steps).collect();
-        checkpoints.sort_unstable();
-        checkpoints.dedup();
+        let mut step_counts: Vec<usize> = grid.iter().filter(|g| g.learning_rate == lr).map(|g| g.steps).collect();
+        step_counts.sort_unstable();
+        step_counts.dedup();
         let (mut parts, back): (Vec<Vec<Vec<f32>>>, Vec<TwoTower>) = pool.install(|| {
-            models.into_par_iter().map(|m| (adapted_scores(&m, t, &sets, lr, c.train.margin, &checkpoints), m)).unzip()
+            models.into_par_iter().map(|m| (adapted_scores(&m, t, &sets, lr, c.train.margin, &step_counts), m)).unzip()
         });
         models = back;
-        for (k, &steps) in checkpoints.iter().enumerate() {
+        for (k, &steps) in step_counts.iter().enumerate() {
             let shard_scores: Vec<Vec<f32>> = parts.iter_mut().map(|s| std::mem::take(&mut s[k])).collect();
             let (valid, test) = ranks(&mean_scores(shard_scores), t);
             let seconds = start.elapsed().as_secs_f64();

@@ -342,7 +342,7 @@ pub fn specialize(
 }
 
 /// [`specialize`] read at several points of one adaptation: the (user, item) vectors after each
-/// step count in `checkpoints` (ascending). The same fresh Adam runs up to the last one, so the
+/// step count in `step_counts` (ascending). The same fresh Adam runs up to the last one, so the
 /// vectors after `s` steps are those of `specialize(.., s)`.
 pub fn specialize_at(
     model: &TwoTower,
@@ -350,9 +350,9 @@ pub fn specialize_at(
     sets: &[&(Vec<i64>, Vec<i64>)],
     lr: f64,
     margin: f64,
-    checkpoints: &[usize],
+    step_counts: &[usize],
 ) -> Vec<(Tensor, Tensor)> {
-    assert!(checkpoints.windows(2).all(|w| w[0] < w[1]), "checkpoints must ascend");
+    assert!(step_counts.windows(2).all(|w| w[0] < w[1]), "step counts must ascend");
     let dev = model.device;
     let mut owner = Vec::new();
     let (mut pos, mut neg) = (Vec::new(), Vec::new());
@@ -368,12 +368,12 @@ pub fn specialize_at(
             (model.user_vectors(&p, &user_ids), model.all_item_vectors(&p))
         })
     };
-    let mut out = Vec::with_capacity(checkpoints.len());
+    let mut out = Vec::with_capacity(step_counts.len());
     let mut adapted = model.params.copy();
     if pos.is_empty() {
-        // Nothing to adapt on: every checkpoint is the shard model as is.
+        // Nothing to adapt on: every step count reads the shard model as is.
         let v = read(&adapted);
-        return checkpoints.iter().map(|_| (v.0.shallow_clone(), v.1.shallow_clone())).collect();
+        return step_counts.iter().map(|_| (v.0.shallow_clone(), v.1.shallow_clone())).collect();
     }
     adapted = adapted.set_requires_grad(true);
     let owner = Tensor::from_slice(&owner).to_device(dev);
@@ -381,7 +381,7 @@ pub fn specialize_at(
     let m = pos.len() as i64;
     let mut adam = Adam::new(&adapted, lr);
     let mut done = 0;
-    for &target in checkpoints {
+    for &target in step_counts {
         while done < target {
             let p = model.params.views(&adapted);
             let u = model.user_vectors(&p, &user_ids).index_select(0, &owner);
