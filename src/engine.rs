@@ -180,12 +180,28 @@ fn train_and_save_with(
 /// Writes the model's parameters as safetensors, atomically (the model file is what marks a
 /// shard as trained, so it goes last).
 pub fn save_model(model: &TwoTower, path: &Path) -> Result<()> {
+    write_safetensors_atomic(&model.named_cpu(), path)
+}
+
+/// Writes named CPU tensors as safetensors, atomically: a reader sees the old file or the
+/// complete new one.
+pub fn write_safetensors_atomic(named: &[(String, tch::Tensor)], path: &Path) -> Result<()> {
     let tmp = temp_path(path);
-    let named = model.named_cpu();
-    tch::Tensor::write_safetensors(&named, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot publish {}", path.display()))?;
-    sync_dir(path.parent().expect("model files live in a folder"))
+    let written = (|| {
+        tch::Tensor::write_safetensors(named, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("cannot sync {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot publish {}", path.display()))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    sync_dir(match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    })
 }
 
 fn train_command(cli: &Cli, args: &TrainArgs) -> Result<String> {
@@ -485,7 +501,12 @@ fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
             &args.adapt_steps,
             &prepared.config.adapt,
         ),
+        checkpoint_dir: args.checkpoint_dir.clone(),
     };
+    if let Some(dir) = &options.checkpoint_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("--checkpoint-dir: cannot create {}", dir.display()))?;
+        crate::store::files::remove_stale_temp_files(dir)?;
+    }
     let start = Instant::now();
     let targets = crate::eval::Targets::new(&prepared)?;
     let results = crate::eval::evaluate(&prepared, &targets, &options)?;

@@ -24,6 +24,8 @@ use crate::model::TwoTower;
 use crate::store::Prepared;
 use crate::train::{train_epoch, Adam, ShardData};
 
+mod checkpoint;
+
 /// Evaluation targets: per evaluated user, the validation and test item and the masked items.
 pub struct Targets {
     pub users: Vec<u32>,
@@ -246,6 +248,9 @@ pub struct EvalOptions {
     /// the best validation HR@10 (the first listed on a tie) is the `eemu-adapt` row. Empty: the
     /// config's `[adapt]` learning_rate and steps only.
     pub adapt_grid: Vec<AdaptSetting>,
+    /// Folder of the trained methods' checkpoints (see the `checkpoint` module): written after
+    /// every evaluation, read at the start to go on from there. None: no checkpoints.
+    pub checkpoint_dir: Option<std::path::PathBuf>,
 }
 
 fn mean_scores(parts: Vec<Vec<f32>>) -> Vec<f32> {
@@ -264,6 +269,8 @@ struct BestEpoch {
     epoch: usize,
     validation: Metrics,
     test: Metrics,
+    /// 0-based validation rank of every evaluated user with a validation item at that epoch.
+    validation_ranks: Vec<usize>,
     /// 0-based test rank of every evaluated user at that epoch.
     test_ranks: Vec<usize>,
     /// Every shard model's flat parameter vector at that epoch.
@@ -295,10 +302,32 @@ fn run_method(
             (d, m, a)
         })
         .collect();
-    let progress = crate::progress::Progress::new(o.epochs as u64, &format!("{name}: epochs"));
+    let identity = checkpoint::Identity::new(p, t, name, algorithm, shards.len(), o);
+    let checkpoint_path = o.checkpoint_dir.as_deref().map(|dir| checkpoint::path(dir, name));
     let mut best: Option<BestEpoch> = None;
     let mut curve = Vec::new();
     let mut epoch = 0;
+    let mut seconds_before = 0.0;
+    if let Some(path) = &checkpoint_path {
+        let parameters = state[0].1.params.count();
+        if let Some(saved) = checkpoint::read(path, &identity, o.epochs, parameters, train_cfg.learning_rate, o.device)?
+        {
+            for ((_, m, a), (weights, adam)) in state.iter_mut().zip(saved.shards) {
+                m.params.load(&weights);
+                *a = adam;
+            }
+            info!(
+                method = name,
+                epoch = saved.epoch,
+                chosen_epoch = saved.best.epoch,
+                "resuming from {}",
+                path.display()
+            );
+            (epoch, curve, seconds_before, best) = (saved.epoch, saved.curve, saved.train_seconds, Some(saved.best));
+        }
+    }
+    let progress = crate::progress::Progress::new(o.epochs as u64, &format!("{name}: epochs"));
+    progress.inc(epoch as u64);
     while epoch < o.epochs {
         let block = o.eval_every.min(o.epochs - epoch);
         let first = epoch + 1;
@@ -321,7 +350,12 @@ fn run_method(
         curve.push((epoch, vm.hr10));
         if best.as_ref().is_none_or(|b| vm.hr10 > b.validation.hr10) {
             let snapshot = state.iter().map(|(_, m, _)| m.params.copy()).collect();
-            best = Some(BestEpoch { epoch, validation: vm, test: tm, test_ranks: tr, snapshot });
+            best = Some(BestEpoch { epoch, validation: vm, test: tm, validation_ranks: vr, test_ranks: tr, snapshot });
+        }
+        if let Some(path) = &checkpoint_path {
+            let shards: Vec<(&Tensor, &Adam)> = state.iter().map(|(_, m, a)| (&m.params.flat, a)).collect();
+            let seconds = seconds_before + start.elapsed().as_secs_f64();
+            checkpoint::write(path, &identity, epoch, &curve, seconds, best.as_ref().expect("just set"), &shards)?;
         }
         // The test metrics of the epoch chosen on validation so far: what the result would be if
         // the run stopped here, so a long run that is cut short still leaves its numbers.
@@ -335,12 +369,12 @@ fn run_method(
             test_ndcg10 = format!("{:.4}", ct.ndcg10),
             test_hr20 = format!("{:.4}", ct.hr20),
             test_ndcg20 = format!("{:.4}", ct.ndcg20),
-            seconds = format!("{:.0}", start.elapsed().as_secs_f64()),
+            seconds = format!("{:.0}", seconds_before + start.elapsed().as_secs_f64()),
             "evaluated"
         );
     }
     progress.finish();
-    let BestEpoch { epoch, validation, test, test_ranks, snapshot } = best.expect("at least one evaluation");
+    let BestEpoch { epoch, validation, test, test_ranks, snapshot, .. } = best.expect("at least one evaluation");
     let mut models: Vec<TwoTower> = state.into_iter().map(|(_, m, _)| m).collect();
     for (m, s) in models.iter_mut().zip(&snapshot) {
         m.params.load(s);
@@ -353,7 +387,7 @@ fn run_method(
         validation,
         test,
         validation_curve: curve,
-        train_seconds: start.elapsed().as_secs_f64(),
+        train_seconds: seconds_before + start.elapsed().as_secs_f64(),
         adaptation: None,
         candidate: false,
         test_ranks,

@@ -133,6 +133,21 @@ impl Adam {
         Adam { lr, step: 0, m: flat.detach().zeros_like(), v: flat.detach().zeros_like() }
     }
 
+    /// An Adam that goes on from a saved state (`step_count` and `moments` of another).
+    pub fn from_state(lr: f64, step: i32, m: Tensor, v: Tensor) -> Adam {
+        Adam { lr, step, m, v }
+    }
+
+    /// Steps taken so far.
+    pub fn step_count(&self) -> i32 {
+        self.step
+    }
+
+    /// The first and second moment estimates.
+    pub fn moments(&self) -> (&Tensor, &Tensor) {
+        (&self.m, &self.v)
+    }
+
     /// One update of `flat` in place with gradient `grad`.
     pub fn step(&mut self, flat: &mut Tensor, grad: &Tensor) {
         const B1: f64 = 0.9;

@@ -3,7 +3,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{eemu, ingest_synth, text};
+use common::{eemu, ingest_synth, ok, text};
 
 #[test]
 fn version_names_eemu_libtorch_and_cuda() {
@@ -81,42 +81,93 @@ fn train_skips_shards_whose_lineage_already_has_a_model() {
     assert_eq!(status.matches("  trained").count(), 2, "{status}");
 }
 
+/// `eemu evaluate` on the split of [`write_tiny_split`], on the CPU.
+const TINY_SPLIT_ARGS: [&str; 11] = [
+    "evaluate",
+    "--config",
+    "tiny.toml",
+    "--train",
+    "train.tsv",
+    "--valid",
+    "valid.csv",
+    "--test",
+    "test.csv",
+    "--device",
+    "cpu",
+];
+
+/// A tiny supplied split and config in `d`. Items 10..=13. User 1 trained on 10, 11, 13: its
+/// test item 12 (which occurs only in the test file) is the only unmasked candidate left, so its
+/// rank is 0 whatever the model. User 4 occurs only in the test file: evaluated with no training
+/// items to mask.
+fn write_tiny_split(d: &std::path::Path) {
+    std::fs::write(
+        d.join("tiny.toml"),
+        "[model]\nfeature_dim = 4\nuser_tower = [8]\nitem_tower = [8]\nembedding_dim = 4\n[train]\nepochs = 1\nbatch_size = 2\n[shards]\ncount = 2\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("train.tsv"), "user_id\titem_id\n1\t10\n1\t11\n1\t13\n2\t10\n2\t11\n3\t13\n3\t10\n").unwrap();
+    std::fs::write(d.join("valid.csv"), "user_id,item_id\n1,11\n2,13\n").unwrap();
+    std::fs::write(d.join("test.csv"), "user_id,item_id\n1,12\n2,13\n4,10\n").unwrap();
+}
+
+#[test]
+fn evaluate_goes_on_from_its_checkpoints_and_refuses_another_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_tiny_split(d);
+    let run = |epochs: &str, eval_every: &str, checkpoints: bool, out: &str| {
+        let mut args = TINY_SPLIT_ARGS.to_vec();
+        args.extend(["--methods", "retrain,eemu", "--epochs", epochs, "--eval-every", eval_every, "--out", out]);
+        if checkpoints {
+            args.extend(["--checkpoint-dir", "ck"]);
+        }
+        eemu(&args, d)
+    };
+    let results = |file: &str| {
+        let report: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join(file)).unwrap()).unwrap();
+        let mut r = report["results"].clone();
+        for m in r.as_array_mut().unwrap() {
+            m.as_object_mut().unwrap().remove("train_seconds");
+        }
+        r
+    };
+    ok(run("3", "1", false, "straight.json"));
+    let o = run("2", "1", true, "first.json");
+    let err = text(&o).1;
+    assert!(o.status.success() && !err.contains("resuming"), "{err}");
+    assert!(d.join("ck/retrain.safetensors").is_file() && d.join("ck/eemu.safetensors").is_file());
+    let o = run("3", "1", true, "resumed.json");
+    let err = text(&o).1;
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("resuming") && err.contains("retrain.safetensors"), "{err}");
+    assert_eq!(results("resumed.json"), results("straight.json"), "resumed after 2 epochs vs 3 epochs straight");
+    // Another --eval-every would evaluate other epochs: refused, naming the file and the field.
+    let o = run("3", "2", true, "other.json");
+    let err = text(&o).1;
+    assert!(!o.status.success());
+    assert!(err.contains("retrain.safetensors") && err.contains("eval_every: 1 there, 2 here"), "{err}");
+    // Fewer epochs than the checkpoint holds cannot be had from it.
+    let o = run("2", "1", true, "fewer.json");
+    let err = text(&o).1;
+    assert!(!o.status.success());
+    assert!(err.contains("holds 3 epochs, more than the 2 asked for"), "{err}");
+    assert!(!d.join("other.json").exists() && !d.join("fewer.json").exists());
+}
+
 #[test]
 fn evaluate_on_a_supplied_split_ranks_test_only_items_and_checks_columns() {
     use arrow::array::{AsArray, RecordBatch};
     use arrow::datatypes::{Int64Type, UInt32Type};
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(
-        d.join("tiny.toml"),
-        "[model]\nfeature_dim = 4\nuser_tower = [8]\nitem_tower = [8]\nembedding_dim = 4\n[train]\nepochs = 1\nbatch_size = 2\n[shards]\ncount = 2\n",
-    )
-    .unwrap();
-    // Items 10..=13. User 1 trained on 10, 11, 13: its test item 12 (which occurs only in the
-    // test file) is the only unmasked candidate left, so its rank is 0 whatever the model.
-    std::fs::write(d.join("train.tsv"), "user_id\titem_id\n1\t10\n1\t11\n1\t13\n2\t10\n2\t11\n3\t13\n3\t10\n").unwrap();
-    std::fs::write(d.join("valid.csv"), "user_id,item_id\n1,11\n2,13\n").unwrap();
-    // User 4 occurs only in the test file: evaluated with no training items to mask.
-    std::fs::write(d.join("test.csv"), "user_id,item_id\n1,12\n2,13\n4,10\n").unwrap();
+    write_tiny_split(d);
     let args = [
-        "evaluate",
-        "--config",
-        "tiny.toml",
-        "--train",
-        "train.tsv",
-        "--valid",
-        "valid.csv",
-        "--test",
-        "test.csv",
-        "--device",
-        "cpu",
-        "--methods",
-        "retrain,mean,eemu-adapt",
-        "--out",
-        "eval.json",
-        "--ranks-out",
-        "ranks.parquet",
-    ];
+        TINY_SPLIT_ARGS.as_slice(),
+        &["--methods", "retrain,mean,eemu-adapt"],
+        &["--out", "eval.json", "--ranks-out", "ranks.parquet"],
+    ]
+    .concat();
     let o = eemu(&args, d);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");

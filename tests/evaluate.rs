@@ -33,6 +33,7 @@ fn every_method_is_evaluated_and_ranks_are_written() {
         jobs: 2,
         batch_clusters: vec![3, 6],
         adapt_grid: vec![],
+        checkpoint_dir: None,
     };
     let results = evaluate(&prepared, &Targets::new(&prepared).unwrap(), &options).unwrap();
     let names: Vec<&str> = results.iter().map(|r| r.method.as_str()).collect();
@@ -153,9 +154,60 @@ fn eval_adapt(
         jobs: 2,
         batch_clusters: vec![],
         adapt_grid,
+        checkpoint_dir: None,
     };
     let t = Targets::new(&prepared).unwrap();
     let r = evaluate(&prepared, &t, &options).unwrap();
     let compared = paired(&prepared, &t, &r).unwrap().into_iter().map(|c| c.method).collect();
     (compared, r)
+}
+
+/// An evaluation stopped after 2 epochs and resumed from its checkpoints to 4 gives the results
+/// of a straight 4-epoch run: every trained method, and per-user adaptation on the resumed
+/// `eemu` models.
+#[test]
+fn a_resumed_evaluation_gives_the_results_of_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = synth_files(&dir.path().join("in"), SynthFormat::Csv, 23);
+    let mut config = tiny_config();
+    config.shards.count = 2;
+    let store = Store::new(dir.path().join("store"));
+    ingest_into(store.root(), &files, &config).unwrap();
+    let (_, prepared) = store.load().unwrap();
+    let t = Targets::new(&prepared).unwrap();
+    tch::set_num_threads(1);
+    let checkpoints = dir.path().join("checkpoints");
+    std::fs::create_dir_all(&checkpoints).unwrap();
+    let run = |epochs: usize, checkpoint_dir: Option<std::path::PathBuf>| {
+        let options = EvalOptions {
+            epochs,
+            eval_every: 1,
+            methods: ["retrain", "mean", "eemu", "eemu-adapt"].iter().map(|s| s.to_string()).collect(),
+            device: Device::Cpu,
+            jobs: 2,
+            batch_clusters: vec![],
+            adapt_grid: vec![AdaptSetting { learning_rate: 1e-2, steps: 1 }],
+            checkpoint_dir,
+        };
+        evaluate(&prepared, &t, &options).unwrap()
+    };
+    let straight = run(4, None);
+    let first = run(2, Some(checkpoints.clone()));
+    for m in ["retrain", "mean", "eemu"] {
+        assert!(checkpoints.join(format!("{m}.safetensors")).is_file(), "no checkpoint of {m}");
+    }
+    assert!(first.iter().filter(|r| r.method != "eemu-adapt").all(|r| r.validation_curve.len() == 2));
+    let resumed = run(4, Some(checkpoints.clone()));
+    // Asked again for 4 epochs, the checkpoints hold them all: nothing is trained, same results.
+    let again = run(4, Some(checkpoints));
+    for results in [&resumed, &again] {
+        assert_eq!(results.len(), straight.len());
+        for (a, b) in results.iter().zip(&straight) {
+            assert_eq!(a.method, b.method);
+            assert_eq!(a.validation_curve, b.validation_curve, "{}", a.method);
+            assert_eq!(a.validation_curve.len(), if a.method == "eemu-adapt" { 0 } else { 4 });
+            assert_eq!((a.epoch, a.validation, a.test), (b.epoch, b.validation, b.test), "{}", a.method);
+            assert_eq!(a.test_ranks, b.test_ranks, "{}", a.method);
+        }
+    }
 }

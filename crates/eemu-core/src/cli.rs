@@ -212,6 +212,14 @@ pub struct EvaluateArgs {
     /// Parquet file with one row per (method, user): method, user_id, 0-based test rank.
     #[arg(long, value_name = "FILE")]
     pub ranks_out: Option<PathBuf>,
+    /// Folder for checkpoints (created): after every evaluation each trained method's state is
+    /// written to DIR/<method>.safetensors, and a later run with the same folder, data, config,
+    /// seed, device and --eval-every goes on from there, for as many --epochs as it asks (on
+    /// the CPU with the numbers an uninterrupted run gives). For long runs that may be stopped,
+    /// and for extending a finished run. The files hold models trained on the data and are not
+    /// part of the store: `eemu forget` leaves them, so delete the folder after a deletion.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
     /// Evaluate on a supplied split instead of a store: training rows (TSV, CSV or Parquet;
     /// columns user_id, item_id, optional timestamp, named as in [ingest]). Needs --valid and
     /// --test; the settings come from --config.

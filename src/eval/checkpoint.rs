@@ -1,0 +1,217 @@
+//! Checkpoints of `eemu evaluate --checkpoint-dir DIR`. After every evaluation each method's
+//! training state goes to `DIR/<method>.safetensors`, written atomically, so a run that is
+//! stopped or killed goes on from its last evaluation, and a finished run can be extended to
+//! more epochs. On the CPU a resumed run gives the numbers of an uninterrupted one: every
+//! epoch's random stream is keyed by (seed, shard, epoch) alone, and the file holds the rest of
+//! the state (every shard's weights, Adam moments and step count; the epoch chosen on
+//! validation so far with its weights and ranks; the validation curve).
+//!
+//! A checkpoint holds models trained on the data. It is not part of the store, and `eemu
+//! forget` does not know it: delete the folder after a deletion.
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tch::{Device, Kind, Tensor};
+
+use super::{BestEpoch, EvalOptions, Metrics, Targets};
+use crate::config::Algorithm;
+use crate::store::Prepared;
+use crate::train::Adam;
+
+const FORMAT: u32 = 1;
+const META: &str = "meta";
+
+/// Everything a checkpoint's state depends on besides the epoch count: resuming needs each
+/// field equal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Identity {
+    pub method: String,
+    pub algorithm: Algorithm,
+    pub shards: usize,
+    pub config_hash: String,
+    /// SHA-256 over every shard's lineage hash (the training rows) and the evaluation targets.
+    pub data_hash: String,
+    pub eval_every: usize,
+    pub device: String,
+    /// The CPU kernel caps (`engine::cpu_kernels`); None on CUDA.
+    pub cpu_kernels: Option<String>,
+}
+
+impl Identity {
+    pub fn new(p: &Prepared, t: &Targets, method: &str, algorithm: Algorithm, shards: usize, o: &EvalOptions) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"eemu-evaluation-data-v1");
+        h.update(p.id.as_bytes());
+        for l in &p.lineages {
+            h.update(l.lineage.as_bytes());
+        }
+        for k in 0..t.users.len() {
+            h.update(t.users[k].to_le_bytes());
+            h.update(t.valid[k].map_or(u32::MAX, |v| v).to_le_bytes());
+            h.update(t.test[k].to_le_bytes());
+        }
+        Identity {
+            method: method.to_string(),
+            algorithm,
+            shards,
+            config_hash: p.config.hash(),
+            data_hash: crate::config::hex(&h.finalize()),
+            eval_every: o.eval_every,
+            device: format!("{:?}", o.device),
+            cpu_kernels: (o.device == Device::Cpu).then(crate::engine::cpu_kernels),
+        }
+    }
+}
+
+/// The JSON part of a checkpoint. Floats that reach the results are stored as bits, so they
+/// come back exactly.
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    format: u32,
+    identity: Identity,
+    epoch: usize,
+    /// (epoch, validation HR@10 as `f64::to_bits`).
+    curve: Vec<(usize, u64)>,
+    train_seconds: f64,
+    best_epoch: usize,
+    best_validation_ranks: Vec<usize>,
+    best_test_ranks: Vec<usize>,
+    adam_steps: Vec<i32>,
+}
+
+/// A method's training state after `epoch` epochs.
+pub struct Saved {
+    pub epoch: usize,
+    pub curve: Vec<(usize, f64)>,
+    pub train_seconds: f64,
+    pub best: BestEpoch,
+    /// Every shard's weights and Adam.
+    pub shards: Vec<(Tensor, Adam)>,
+}
+
+/// `DIR/<method>.safetensors`.
+pub fn path(dir: &Path, method: &str) -> PathBuf {
+    dir.join(format!("{method}.safetensors"))
+}
+
+/// Writes the state atomically (the previous checkpoint stays whole until the new one is).
+pub fn write(
+    path: &Path,
+    id: &Identity,
+    epoch: usize,
+    curve: &[(usize, f64)],
+    train_seconds: f64,
+    best: &BestEpoch,
+    shards: &[(&Tensor, &Adam)],
+) -> Result<()> {
+    let meta = Meta {
+        format: FORMAT,
+        identity: id.clone(),
+        epoch,
+        curve: curve.iter().map(|&(e, v)| (e, v.to_bits())).collect(),
+        train_seconds,
+        best_epoch: best.epoch,
+        best_validation_ranks: best.validation_ranks.clone(),
+        best_test_ranks: best.test_ranks.clone(),
+        adam_steps: shards.iter().map(|(_, a)| a.step_count()).collect(),
+    };
+    let cpu = |t: &Tensor| t.detach().to_device(Device::Cpu).contiguous();
+    let mut named = vec![(META.to_string(), Tensor::from_slice(&serde_json::to_vec(&meta)?))];
+    for (i, (weights, adam)) in shards.iter().enumerate() {
+        let (m, v) = adam.moments();
+        named.push((format!("shard.{i}.weights"), cpu(weights)));
+        named.push((format!("shard.{i}.adam_m"), cpu(m)));
+        named.push((format!("shard.{i}.adam_v"), cpu(v)));
+    }
+    for (i, w) in best.snapshot.iter().enumerate() {
+        named.push((format!("best.{i}.weights"), cpu(w)));
+    }
+    crate::engine::write_safetensors_atomic(&named, path)
+}
+
+/// Reads the checkpoint at `path` for a run of identity `id` up to `epochs` epochs, with
+/// `parameters` weights per shard and Adam step size `learning_rate`, onto `device`; `Ok(None)`
+/// when there is none.
+pub fn read(
+    path: &Path,
+    id: &Identity,
+    epochs: usize,
+    parameters: i64,
+    learning_rate: f64,
+    device: Device,
+) -> Result<Option<Saved>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let named = Tensor::read_safetensors(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+    let mut by_name: std::collections::BTreeMap<String, Tensor> = named.into_iter().collect();
+    let meta = by_name
+        .remove(META)
+        .with_context(|| format!("{} is not an eemu evaluation checkpoint (no {META:?} entry)", path.display()))?;
+    let meta: Meta = serde_json::from_slice(&Vec::<u8>::try_from(meta.to_kind(Kind::Uint8))?)
+        .with_context(|| format!("{}: unreadable checkpoint header", path.display()))?;
+    if meta.format != FORMAT {
+        bail!("{}: checkpoint format {}, this eemu reads format {FORMAT}", path.display(), meta.format);
+    }
+    let differences = differing_fields(&meta.identity, id)?;
+    if !differences.is_empty() {
+        bail!(
+            "{} was written by another evaluation ({}); use another --checkpoint-dir, or remove the file to \
+             start this method over",
+            path.display(),
+            differences.join("; ")
+        );
+    }
+    if meta.epoch > epochs {
+        bail!(
+            "{} holds {} epochs, more than the {epochs} asked for: ask for at least {} epochs, or remove the \
+             file to start this method over",
+            path.display(),
+            meta.epoch,
+            meta.epoch
+        );
+    }
+    let mut take = |name: String| -> Result<Tensor> {
+        let t = by_name.remove(&name).with_context(|| format!("{}: checkpoint lacks {name}", path.display()))?;
+        if t.kind() != Kind::Float || t.numel() as i64 != parameters {
+            bail!("{}: {name} holds {} values, the model has {parameters}", path.display(), t.numel());
+        }
+        Ok(t.to_device(device))
+    };
+    let mut shards = Vec::with_capacity(id.shards);
+    for i in 0..id.shards {
+        let step =
+            *meta.adam_steps.get(i).with_context(|| format!("{}: no Adam step count of shard {i}", path.display()))?;
+        let weights = take(format!("shard.{i}.weights"))?;
+        let adam = Adam::from_state(
+            learning_rate,
+            step,
+            take(format!("shard.{i}.adam_m"))?,
+            take(format!("shard.{i}.adam_v"))?,
+        );
+        shards.push((weights, adam));
+    }
+    let snapshot = (0..id.shards).map(|i| take(format!("best.{i}.weights"))).collect::<Result<Vec<_>>>()?;
+    let best = BestEpoch {
+        epoch: meta.best_epoch,
+        validation: Metrics::from_ranks(&meta.best_validation_ranks),
+        test: Metrics::from_ranks(&meta.best_test_ranks),
+        validation_ranks: meta.best_validation_ranks,
+        test_ranks: meta.best_test_ranks,
+        snapshot,
+    };
+    let curve = meta.curve.iter().map(|&(e, bits)| (e, f64::from_bits(bits))).collect();
+    Ok(Some(Saved { epoch: meta.epoch, curve, train_seconds: meta.train_seconds, best, shards }))
+}
+
+/// "field: A there, B here" for every field of the identities that differs.
+fn differing_fields(there: &Identity, here: &Identity) -> Result<Vec<String>> {
+    let (a, b) = (serde_json::to_value(there)?, serde_json::to_value(here)?);
+    let (a, b) = (a.as_object().expect("a struct"), b.as_object().expect("a struct"));
+    Ok(b.iter()
+        .filter(|(k, v)| a.get(*k) != Some(v))
+        .map(|(k, v)| format!("{k}: {} there, {v} here", a.get(k).unwrap_or(&serde_json::Value::Null)))
+        .collect())
+}
