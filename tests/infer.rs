@@ -132,6 +132,10 @@ fn verify_names_every_artifact_that_depends_on_deleted_rows_and_nightly_purges_o
     let old_run = latest(d, "s");
     let out = ok(eemu(&["verify", "--store", "s"], d));
     assert!(out.contains("ok: every stored artifact derives from the current data"), "{out}");
+    // Every shard was trained under the same caps: one setting, no note.
+    let capped = "trained on Cpu, kernels MKL_CBWR=AVX2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2";
+    assert_eq!(out.matches(" trained on ").count(), 1, "{out}");
+    assert!(out.contains(capped) && !out.contains("note:"), "{out}");
 
     // Delete one interaction (re-ingest without it): one shard gets a new lineage, and the run
     // computed from the old one must be reported, as must LATEST, which still names it.
@@ -154,10 +158,22 @@ fn verify_names_every_artifact_that_depends_on_deleted_rows_and_nightly_purges_o
     std::fs::remove_dir(d.join("s/shards/0/0000stale")).unwrap();
 
     // The nightly job retrains the changed shard, writes a new run and deletes the old one
-    // (infer.keep_superseded_runs = 0): the store verifies again.
-    let out = ok(eemu(&["nightly", "--store", "s", "--device", "cpu"], d));
+    // (infer.keep_superseded_runs = 0): the store verifies again. It runs with MKL's kernels
+    // set otherwise, and verify tells the retrained shard's setting apart from the others'.
+    let nightly = std::process::Command::new(env!("CARGO_BIN_EXE_eemu"))
+        .args(["nightly", "--store", "s", "--device", "cpu"])
+        .env("MKL_CBWR", "COMPATIBLE")
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let out = ok(nightly);
     assert!(out.contains("trained 1 shard(s)") && out.contains("deleted superseded run"), "{out}");
     assert!(!old_run.exists());
     let out = ok(eemu(&["verify", "--store", "s"], d));
     assert!(out.contains("ok"), "{out}");
+    assert_eq!(out.matches(" trained on ").count(), 2, "{out}");
+    let retrained = out.lines().find(|l| l.contains("kernels MKL_CBWR=COMPATIBLE ")).unwrap_or_else(|| panic!("{out}"));
+    let shards = retrained.strip_prefix("shard(s) ").and_then(|l| l.split(' ').next()).unwrap();
+    assert!(shards.parse::<usize>().is_ok(), "only the retrained shard: {retrained}");
+    assert!(out.contains(capped) && out.contains("note: 2 training settings"), "{out}");
 }

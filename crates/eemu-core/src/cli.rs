@@ -65,6 +65,8 @@ pub enum Command {
     Compare(CompareArgs),
     /// Check that every stored artifact (dataset files, shard models, labels, runs) derives from
     /// the current data: recomputes every lineage hash; exit code 1 when anything does not match.
+    /// Also lists the device and CPU kernel caps each shard was trained under: a from-scratch
+    /// retraining reproduces a model file only under its own.
     Verify(StatusArgs),
     /// Batch inference (paper Algorithm 3): cluster users, adapt one model per (shard, cluster),
     /// write top-K lists for every user to <store>/runs/<run-id>/ (Parquet). Needs trained shards.

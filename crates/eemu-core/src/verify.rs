@@ -12,6 +12,9 @@
 //! - the deletion ledger has no pending entry, and no applied entry still holds its requests;
 //! - `reports/` holds only unlearning reports.
 //!
+//! It also groups the trained shards by the device and CPU kernel caps their training logs
+//! record (not a finding: a shard's bytes are reproducible under its own setting).
+//!
 //! Needs no libtorch: model files are compared by their SHA-256.
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -40,6 +43,19 @@ pub struct Report {
     /// Files and folders checked.
     pub checked: usize,
     pub findings: Vec<Finding>,
+    /// The trained shards of each training setting (device and, on the CPU, kernel caps, as
+    /// their training logs record them). A from-scratch retraining gives a shard's bytes only
+    /// under the setting it was trained under.
+    pub training: Vec<TrainingSetting>,
+}
+
+/// Shards trained under one device and kernel setting.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct TrainingSetting {
+    pub device: String,
+    /// `cpu_kernels` of the training logs; None on CUDA and in logs written before it existed.
+    pub cpu_kernels: Option<String>,
+    pub shards: Vec<usize>,
 }
 
 impl Report {
@@ -55,6 +71,18 @@ impl Report {
             self.lineages.len(),
             self.checked
         );
+        for t in &self.training {
+            let shards: Vec<String> = t.shards.iter().map(usize::to_string).collect();
+            let kernels = t.cpu_kernels.as_deref().map(|k| format!(", kernels {k}")).unwrap_or_default();
+            s.push_str(&format!("shard(s) {} trained on {}{kernels}\n", shards.join(","), t.device));
+        }
+        if self.training.len() > 1 {
+            s.push_str(&format!(
+                "note: {} training settings; a from-scratch retraining reproduces a shard's model file only under \
+                 its own\n",
+                self.training.len()
+            ));
+        }
         if self.ok() {
             s.push_str("ok: every stored artifact derives from the current data\n");
         } else {
@@ -191,6 +219,7 @@ pub fn verify(store: &Store) -> Result<Report> {
         }
     }
     let mut models: BTreeMap<usize, String> = BTreeMap::new();
+    let mut settings: BTreeMap<(String, Option<String>), Vec<usize>> = BTreeMap::new();
     for index_dir in list_dir(&root.join("shards"))? {
         c.checked += 1;
         let Some(index) = name(&index_dir).parse::<usize>().ok().filter(|&i| i < current.len()) else {
@@ -213,6 +242,9 @@ pub fn verify(store: &Store) -> Result<Report> {
                     if log["lineage"].as_str() != Some(current[index]) {
                         c.bad(&file, format!("training log of lineage {}", log["lineage"]));
                     }
+                    let device = log["device"].as_str().unwrap_or("an unrecorded device").to_string();
+                    let kernels = log["cpu_kernels"].as_str().map(str::to_string);
+                    settings.entry((device, kernels)).or_default().push(index);
                 } else if n.starts_with("labels-") && n.ends_with(".parquet") {
                     let (users, _) = crate::cluster::read_labels_file(&file)?;
                     if !users.iter().copied().eq(shard_users[index].iter().copied()) {
@@ -293,5 +325,9 @@ pub fn verify(store: &Store) -> Result<Report> {
         lineages: current.iter().map(|s| s.to_string()).collect(),
         checked: c.checked,
         findings: c.findings,
+        training: settings
+            .into_iter()
+            .map(|((device, cpu_kernels), shards)| TrainingSetting { device, cpu_kernels, shards })
+            .collect(),
     })
 }
