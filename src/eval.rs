@@ -399,16 +399,33 @@ fn run_method(
 /// for `write_ranks` and `paired`).
 pub fn evaluate(p: &Prepared, t: &Targets, o: &EvalOptions) -> Result<Vec<MethodResult>> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(o.jobs.max(1)).build()?;
-    let mut results = Vec::new();
     let want = |m: &str| o.methods.iter().any(|x| x == m);
+    // The trained methods, in the order they run: (name, algorithm, one shard).
+    let mut trained = Vec::new();
     if want("retrain") {
-        results.push(run_method("retrain", p, t, Algorithm::Standard, true, o, &pool)?.0);
+        trained.push(("retrain", Algorithm::Standard, true));
     }
     if want("mean") {
-        results.push(run_method("mean", p, t, Algorithm::Standard, false, o, &pool)?.0);
+        trained.push(("mean", Algorithm::Standard, false));
     }
     if want("eemu") || want("eemu-adapt") || want("eemu-batch") {
-        let (r, mut models) = run_method("eemu", p, t, p.config.train.algorithm, false, o, &pool)?;
+        trained.push(("eemu", p.config.train.algorithm, false));
+    }
+    if let Some(dir) = &o.checkpoint_dir {
+        // A checkpoint that cannot be gone on from fails the run before anything trains.
+        for &(name, algorithm, one_shard) in &trained {
+            let shards = if one_shard { 1 } else { p.config.shards.count };
+            let id = checkpoint::Identity::new(p, t, name, algorithm, shards, o);
+            checkpoint::check(&checkpoint::path(dir, name), &id, o.epochs)?;
+        }
+    }
+    let mut results = Vec::new();
+    for (name, algorithm, one_shard) in trained {
+        let (r, mut models) = run_method(name, p, t, algorithm, one_shard, o, &pool)?;
+        if name != "eemu" {
+            results.push(r);
+            continue;
+        }
         if want("eemu") {
             results.push(r.clone());
         }

@@ -153,6 +153,13 @@ fn evaluate_goes_on_from_its_checkpoints_and_refuses_another_runs() {
     assert!(!o.status.success());
     assert!(err.contains("holds 3 epochs, more than the 2 asked for"), "{err}");
     assert!(!d.join("other.json").exists() && !d.join("fewer.json").exists());
+    // Every method's checkpoint is checked before any trains: eemu's refuses the run before
+    // retrain (first in line, without a checkpoint now) starts over.
+    std::fs::remove_file(d.join("ck/retrain.safetensors")).unwrap();
+    let o = run("3", "2", true, "other.json");
+    let err = text(&o).1;
+    assert!(!o.status.success() && err.contains("eemu.safetensors was written by another evaluation"), "{err}");
+    assert!(!d.join("ck/retrain.safetensors").exists(), "retrain trained before the check: {err}");
 }
 
 #[test]

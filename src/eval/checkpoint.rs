@@ -8,6 +8,7 @@
 //!
 //! A checkpoint holds models trained on the data. It is not part of the store, and `eemu
 //! forget` does not know it: delete the folder after a deletion.
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -131,22 +132,13 @@ pub fn write(
     crate::engine::write_safetensors_atomic(&named, path)
 }
 
-/// Reads the checkpoint at `path` for a run of identity `id` up to `epochs` epochs, with
-/// `parameters` weights per shard and Adam step size `learning_rate`, onto `device`; `Ok(None)`
-/// when there is none.
-pub fn read(
-    path: &Path,
-    id: &Identity,
-    epochs: usize,
-    parameters: i64,
-    learning_rate: f64,
-    device: Device,
-) -> Result<Option<Saved>> {
+/// The header and tensors of the checkpoint at `path`; `Ok(None)` when there is none.
+fn load(path: &Path) -> Result<Option<(Meta, BTreeMap<String, Tensor>)>> {
     if !path.exists() {
         return Ok(None);
     }
     let named = Tensor::read_safetensors(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
-    let mut by_name: std::collections::BTreeMap<String, Tensor> = named.into_iter().collect();
+    let mut by_name: BTreeMap<String, Tensor> = named.into_iter().collect();
     let meta = by_name
         .remove(META)
         .with_context(|| format!("{} is not an eemu evaluation checkpoint (no {META:?} entry)", path.display()))?;
@@ -155,6 +147,11 @@ pub fn read(
     if meta.format != FORMAT {
         bail!("{}: checkpoint format {}, this eemu reads format {FORMAT}", path.display(), meta.format);
     }
+    Ok(Some((meta, by_name)))
+}
+
+/// Whether a run of identity `id` up to `epochs` epochs can go on from `meta`.
+fn check_meta(path: &Path, meta: &Meta, id: &Identity, epochs: usize) -> Result<()> {
     let differences = differing_fields(&meta.identity, id)?;
     if !differences.is_empty() {
         bail!(
@@ -173,6 +170,33 @@ pub fn read(
             meta.epoch
         );
     }
+    Ok(())
+}
+
+/// Fails when the checkpoint at `path` exists and a run of identity `id` up to `epochs` epochs
+/// cannot go on from it (checked for every method before any trains).
+pub fn check(path: &Path, id: &Identity, epochs: usize) -> Result<()> {
+    match load(path)? {
+        Some((meta, _)) => check_meta(path, &meta, id, epochs),
+        None => Ok(()),
+    }
+}
+
+/// Reads the checkpoint at `path` for a run of identity `id` up to `epochs` epochs, with
+/// `parameters` weights per shard and Adam step size `learning_rate`, onto `device`; `Ok(None)`
+/// when there is none.
+pub fn read(
+    path: &Path,
+    id: &Identity,
+    epochs: usize,
+    parameters: i64,
+    learning_rate: f64,
+    device: Device,
+) -> Result<Option<Saved>> {
+    let Some((meta, mut by_name)) = load(path)? else {
+        return Ok(None);
+    };
+    check_meta(path, &meta, id, epochs)?;
     let mut take = |name: String| -> Result<Tensor> {
         let t = by_name.remove(&name).with_context(|| format!("{}: checkpoint lacks {name}", path.display()))?;
         if t.kind() != Kind::Float || t.numel() as i64 != parameters {
