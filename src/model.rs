@@ -173,7 +173,8 @@ fn keyed_rng(parts: &[&[u8]]) -> ChaCha8Rng {
     ChaCha8Rng::from_seed(h.finalize().into())
 }
 
-/// Parameter initialisation: seed and shard index only.
+/// Parameter initialisation: seed and shard index only (index 0 for every shard under
+/// `init = "shared"`).
 struct Init {
     seed: u64,
     shard: u64,
@@ -308,7 +309,11 @@ impl TwoTower {
         shard: usize,
         device: Device,
     ) -> TwoTower {
-        let init = Init { seed, shard: shard as u64 };
+        let key = match config.init {
+            crate::config::Init::PerShard => shard as u64,
+            crate::config::Init::Shared => 0,
+        };
+        let init = Init { seed, shard: key };
         let (ut, um, ud) = side_tables(users, present_users, true);
         let all_items = vec![true; items.len()];
         let (it, im, id) = side_tables(items, &all_items, false);
@@ -407,7 +412,7 @@ mod tests {
     }
 
     fn small() -> ModelConfig {
-        ModelConfig { feature_dim: 4, user_tower: vec![8], item_tower: vec![6], embedding_dim: 5 }
+        ModelConfig { feature_dim: 4, user_tower: vec![8], item_tower: vec![6], embedding_dim: 5, ..Default::default() }
     }
 
     #[test]
@@ -456,5 +461,11 @@ mod tests {
         let view = |m: &TwoTower| m.params.views(&m.params.flat)[2].copy();
         assert!(!view(&base).equal(&view(&shard)));
         assert!(!view(&base).equal(&view(&seed)));
+        // Under init = "shared" every shard starts from shard 0's weights; seeds still differ.
+        let shared = ModelConfig { init: crate::config::Init::Shared, ..small() };
+        let shard = TwoTower::new(&shared, &users, &items, &[true, true], 0, 1, Device::Cpu);
+        let seed = TwoTower::new(&shared, &users, &items, &[true, true], 1, 1, Device::Cpu);
+        assert!(shard.params.flat.equal(&base.params.flat));
+        assert!(!seed.params.flat.equal(&base.params.flat));
     }
 }

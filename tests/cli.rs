@@ -62,8 +62,13 @@ fn train_skips_shards_whose_lineage_already_has_a_model() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut config = common::demo_config();
-    config.model =
-        eemu::config::ModelConfig { feature_dim: 8, user_tower: vec![8], item_tower: vec![8], embedding_dim: 8 };
+    config.model = eemu::config::ModelConfig {
+        feature_dim: 8,
+        user_tower: vec![8],
+        item_tower: vec![8],
+        embedding_dim: 8,
+        ..Default::default()
+    };
     config.train.epochs = 1;
     config.shards.count = 2;
     common::write_config(&d.join("tiny.toml"), &config);

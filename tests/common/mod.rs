@@ -31,8 +31,13 @@ pub fn tiny_config() -> Config {
 pub fn pipeline_config() -> Config {
     let mut c = demo_config();
     c.shards.count = 3;
-    c.model =
-        eemu::config::ModelConfig { feature_dim: 8, user_tower: vec![16], item_tower: vec![16], embedding_dim: 8 };
+    c.model = eemu::config::ModelConfig {
+        feature_dim: 8,
+        user_tower: vec![16],
+        item_tower: vec![16],
+        embedding_dim: 8,
+        ..Default::default()
+    };
     c.train.epochs = 2;
     c.train.batch_size = 8;
     c.cluster.clusters = 4;

@@ -277,6 +277,29 @@ pub struct ModelConfig {
     pub user_tower: Vec<usize>,
     pub item_tower: Vec<usize>,
     pub embedding_dim: usize,
+    /// Initial weights of the shard models. Left out of the serialized config at its default,
+    /// so lineage hashes of stores made before it existed do not change.
+    #[serde(skip_serializing_if = "Init::is_per_shard")]
+    pub init: Init,
+}
+
+/// How each shard model's initial weights are drawn (always from the config's seed alone,
+/// never from data, so retraining a shard from scratch starts from the same weights).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Init {
+    /// Keyed by (seed, shard index): every shard starts from its own weights.
+    #[default]
+    PerShard,
+    /// Keyed by the seed alone: every shard starts from the same weights (shard 0's), as in
+    /// the reference code, where every process seeds its RNG with 0.
+    Shared,
+}
+
+impl Init {
+    pub fn is_per_shard(&self) -> bool {
+        *self == Init::PerShard
+    }
 }
 
 impl Default for ModelConfig {
@@ -286,6 +309,7 @@ impl Default for ModelConfig {
             user_tower: vec![512, 256, 128, 64],
             item_tower: vec![256, 128, 64],
             embedding_dim: 128,
+            init: Init::PerShard,
         }
     }
 }
