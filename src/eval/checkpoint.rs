@@ -6,6 +6,9 @@
 //! the state (every shard's weights, Adam moments and step count; the epoch chosen on
 //! validation so far with its weights and ranks; the validation curve).
 //!
+//! The eemu build is not part of a checkpoint's identity: after a change to the training code,
+//! start over with another folder.
+//!
 //! A checkpoint holds models trained on the data. It is not part of the store, and `eemu
 //! forget` does not know it: delete the folder after a deletion.
 use std::collections::BTreeMap;
