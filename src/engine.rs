@@ -11,7 +11,7 @@ use tracing::info;
 
 use crate::cli::{execute, Cli, Command, EvaluateArgs, ForgetArgs, InferArgs, LayoutArg, Outcome, TrainArgs};
 use crate::model::TwoTower;
-use crate::store::files::{sync_dir, temp_path};
+use crate::store::files::temp_path;
 use crate::store::{Prepared, ShardInfo, Store, MODEL_FILE};
 use crate::train::{train_shard, ShardData, TrainLog};
 use crate::version;
@@ -192,16 +192,12 @@ pub fn write_safetensors_atomic(named: &[(String, tch::Tensor)], path: &Path) ->
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
             .with_context(|| format!("cannot sync {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot publish {}", path.display()))
+        crate::store::files::publish(&tmp, path)
     })();
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    written?;
-    sync_dir(match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    })
+    written
 }
 
 fn train_command(cli: &Cli, args: &TrainArgs) -> Result<String> {

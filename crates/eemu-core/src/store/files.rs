@@ -63,7 +63,7 @@ fn parent(path: &Path) -> &Path {
 }
 
 /// Renames a finished temporary file into place and syncs the folder.
-pub(crate) fn publish(tmp: &Path, path: &Path) -> Result<()> {
+pub fn publish(tmp: &Path, path: &Path) -> Result<()> {
     fs::rename(tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
     sync_dir(parent(path))
 }
