@@ -277,6 +277,14 @@ struct BestEpoch {
     snapshot: Vec<Tensor>,
 }
 
+impl BestEpoch {
+    /// The metrics are those of the ranks, derived here once.
+    fn new(epoch: usize, validation_ranks: Vec<usize>, test_ranks: Vec<usize>, snapshot: Vec<Tensor>) -> Self {
+        let (validation, test) = (Metrics::from_ranks(&validation_ranks), Metrics::from_ranks(&test_ranks));
+        BestEpoch { epoch, validation, test, validation_ranks, test_ranks, snapshot }
+    }
+}
+
 /// Trains one method's shard models, choosing the epoch on validation. Returns the result and
 /// the chosen models.
 fn run_method(
@@ -346,11 +354,11 @@ fn run_method(
         progress.inc(block as u64);
         let scores = mean_scores(state.iter().map(|(_, m, _)| model_scores(m, t)).collect());
         let (vr, tr) = ranks(&scores, t);
-        let (vm, tm) = (Metrics::from_ranks(&vr), Metrics::from_ranks(&tr));
+        let vm = Metrics::from_ranks(&vr);
         curve.push((epoch, vm.hr10));
         if best.as_ref().is_none_or(|b| vm.hr10 > b.validation.hr10) {
             let snapshot = state.iter().map(|(_, m, _)| m.params.copy()).collect();
-            best = Some(BestEpoch { epoch, validation: vm, test: tm, validation_ranks: vr, test_ranks: tr, snapshot });
+            best = Some(BestEpoch::new(epoch, vr, tr, snapshot));
         }
         if let Some(path) = &checkpoint_path {
             let shards: Vec<(&Tensor, &Adam)> = state.iter().map(|(_, m, a)| (&m.params.flat, a)).collect();

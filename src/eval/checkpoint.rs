@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 
-use super::{BestEpoch, EvalOptions, Metrics, Targets};
+use super::{BestEpoch, EvalOptions, Targets};
 use crate::config::Algorithm;
 use crate::store::Prepared;
 use crate::train::Adam;
@@ -221,14 +221,7 @@ pub fn read(
         shards.push((weights, adam));
     }
     let snapshot = (0..id.shards).map(|i| take(format!("best.{i}.weights"))).collect::<Result<Vec<_>>>()?;
-    let best = BestEpoch {
-        epoch: meta.best_epoch,
-        validation: Metrics::from_ranks(&meta.best_validation_ranks),
-        test: Metrics::from_ranks(&meta.best_test_ranks),
-        validation_ranks: meta.best_validation_ranks,
-        test_ranks: meta.best_test_ranks,
-        snapshot,
-    };
+    let best = BestEpoch::new(meta.best_epoch, meta.best_validation_ranks, meta.best_test_ranks, snapshot);
     let curve = meta.curve.iter().map(|&(e, bits)| (e, f64::from_bits(bits))).collect();
     Ok(Some(Saved { epoch: meta.epoch, curve, train_seconds: meta.train_seconds, best, shards }))
 }
