@@ -317,8 +317,9 @@ fn run_method(
     let mut epoch = 0;
     let mut seconds_before = 0.0;
     if let Some(path) = &checkpoint_path {
-        let parameters = state[0].1.params.count();
-        if let Some(saved) = checkpoint::read(path, &identity, o.epochs, parameters, train_cfg.learning_rate, o.device)?
+        let parameters: Vec<i64> = state.iter().map(|(_, m, _)| m.params.count()).collect();
+        if let Some(saved) =
+            checkpoint::read(path, &identity, o.epochs, &parameters, train_cfg.learning_rate, o.device)?
         {
             for ((_, m, a), (weights, adam)) in state.iter_mut().zip(saved.shards) {
                 m.params.load(&weights);

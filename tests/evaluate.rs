@@ -10,6 +10,7 @@ use common::*;
 use eemu::data::synth::SynthFormat;
 use eemu::eval::{evaluate, paired, table, write_ranks, AdaptSetting, EvalOptions, Targets};
 use eemu::store::Store;
+use eemu::train::ShardData;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tch::Device;
 
@@ -164,17 +165,21 @@ fn eval_adapt(
 
 /// An evaluation stopped after 2 epochs and resumed from its checkpoints to 4 gives the results
 /// of a straight 4-epoch run: every trained method, and per-user adaptation on the resumed
-/// `eemu` models.
+/// `eemu` models. The shards' models differ in size (each embeds its own users), as on real data.
 #[test]
 fn a_resumed_evaluation_gives_the_results_of_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
     let files = synth_files(&dir.path().join("in"), SynthFormat::Csv, 23);
     let mut config = tiny_config();
-    config.shards.count = 2;
+    config.shards.count = 8; // enough that some users have no row in some shard
     let store = Store::new(dir.path().join("store"));
     ingest_into(store.root(), &files, &config).unwrap();
     let (_, prepared) = store.load().unwrap();
     let t = Targets::new(&prepared).unwrap();
+    let sizes: Vec<i64> = (0..config.shards.count)
+        .map(|s| ShardData::from_prepared(&prepared, Some(s)).new_model(&prepared, Device::Cpu).params.count())
+        .collect();
+    assert!(sizes.windows(2).any(|w| w[0] != w[1]), "the shards' models should differ in size: {sizes:?}");
     tch::set_num_threads(1);
     let checkpoints = dir.path().join("checkpoints");
     std::fs::create_dir_all(&checkpoints).unwrap();

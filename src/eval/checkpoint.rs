@@ -186,13 +186,13 @@ pub fn check(path: &Path, id: &Identity, epochs: usize) -> Result<()> {
 }
 
 /// Reads the checkpoint at `path` for a run of identity `id` up to `epochs` epochs, with
-/// `parameters` weights per shard and Adam step size `learning_rate`, onto `device`; `Ok(None)`
-/// when there is none.
+/// `parameters[i]` weights in shard i (shards differ: each embeds its own users) and Adam step
+/// size `learning_rate`, onto `device`; `Ok(None)` when there is none.
 pub fn read(
     path: &Path,
     id: &Identity,
     epochs: usize,
-    parameters: i64,
+    parameters: &[i64],
     learning_rate: f64,
     device: Device,
 ) -> Result<Option<Saved>> {
@@ -200,10 +200,14 @@ pub fn read(
         return Ok(None);
     };
     check_meta(path, &meta, id, epochs)?;
-    let mut take = |name: String| -> Result<Tensor> {
+    if parameters.len() != id.shards {
+        bail!("{}: {} shards to read, {} parameter counts given", path.display(), id.shards, parameters.len());
+    }
+    let mut take = |name: String, shard: usize| -> Result<Tensor> {
         let t = by_name.remove(&name).with_context(|| format!("{}: checkpoint lacks {name}", path.display()))?;
-        if t.kind() != Kind::Float || t.numel() as i64 != parameters {
-            bail!("{}: {name} holds {} values, the model has {parameters}", path.display(), t.numel());
+        let expected = parameters[shard];
+        if t.kind() != Kind::Float || t.numel() as i64 != expected {
+            bail!("{}: {name} holds {} values, the model of shard {shard} has {expected}", path.display(), t.numel());
         }
         Ok(t.to_device(device))
     };
@@ -211,16 +215,16 @@ pub fn read(
     for i in 0..id.shards {
         let step =
             *meta.adam_steps.get(i).with_context(|| format!("{}: no Adam step count of shard {i}", path.display()))?;
-        let weights = take(format!("shard.{i}.weights"))?;
+        let weights = take(format!("shard.{i}.weights"), i)?;
         let adam = Adam::from_state(
             learning_rate,
             step,
-            take(format!("shard.{i}.adam_m"))?,
-            take(format!("shard.{i}.adam_v"))?,
+            take(format!("shard.{i}.adam_m"), i)?,
+            take(format!("shard.{i}.adam_v"), i)?,
         );
         shards.push((weights, adam));
     }
-    let snapshot = (0..id.shards).map(|i| take(format!("best.{i}.weights"))).collect::<Result<Vec<_>>>()?;
+    let snapshot = (0..id.shards).map(|i| take(format!("best.{i}.weights"), i)).collect::<Result<Vec<_>>>()?;
     let best = BestEpoch::new(meta.best_epoch, meta.best_validation_ranks, meta.best_test_ranks, snapshot);
     let curve = meta.curve.iter().map(|&(e, bits)| (e, f64::from_bits(bits))).collect();
     Ok(Some(Saved { epoch: meta.epoch, curve, train_seconds: meta.train_seconds, best, shards }))
