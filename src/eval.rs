@@ -335,6 +335,8 @@ fn run_method(
             (epoch, curve, seconds_before, best) = (saved.epoch, saved.curve, saved.train_seconds, Some(saved.best));
         }
     }
+    // Training and evaluation time of the method, earlier runs included.
+    let seconds = || seconds_before + start.elapsed().as_secs_f64();
     let progress = crate::progress::Progress::new(o.epochs as u64, &format!("{name}: epochs"));
     progress.inc(epoch as u64);
     while epoch < o.epochs {
@@ -363,8 +365,7 @@ fn run_method(
         }
         if let Some(path) = &checkpoint_path {
             let shards: Vec<(&Tensor, &Adam)> = state.iter().map(|(_, m, a)| (&m.params.flat, a)).collect();
-            let seconds = seconds_before + start.elapsed().as_secs_f64();
-            checkpoint::write(path, &identity, epoch, &curve, seconds, best.as_ref().expect("just set"), &shards)?;
+            checkpoint::write(path, &identity, epoch, &curve, seconds(), best.as_ref().expect("just set"), &shards)?;
         }
         // The test metrics of the epoch chosen on validation so far: what the result would be if
         // the run stopped here, so a long run that is cut short still leaves its numbers.
@@ -378,7 +379,7 @@ fn run_method(
             test_ndcg10 = format!("{:.4}", ct.ndcg10),
             test_hr20 = format!("{:.4}", ct.hr20),
             test_ndcg20 = format!("{:.4}", ct.ndcg20),
-            seconds = format!("{:.0}", seconds_before + start.elapsed().as_secs_f64()),
+            seconds = format!("{:.0}", seconds()),
             "evaluated"
         );
     }
@@ -396,7 +397,7 @@ fn run_method(
         validation,
         test,
         validation_curve: curve,
-        train_seconds: seconds_before + start.elapsed().as_secs_f64(),
+        train_seconds: seconds(),
         adaptation: None,
         candidate: false,
         test_ranks,
