@@ -11,7 +11,6 @@ use tracing::info;
 
 use crate::cli::{execute, Cli, Command, EvaluateArgs, ForgetArgs, InferArgs, LayoutArg, Outcome, TrainArgs};
 use crate::model::TwoTower;
-use crate::store::files::temp_path;
 use crate::store::{Prepared, ShardInfo, Store, MODEL_FILE};
 use crate::train::{train_shard, ShardData, TrainLog};
 use crate::version;
@@ -186,18 +185,10 @@ pub fn save_model(model: &TwoTower, path: &Path) -> Result<()> {
 /// Writes named CPU tensors as safetensors, atomically: a reader sees the old file or the
 /// complete new one.
 pub fn write_safetensors_atomic(named: &[(String, tch::Tensor)], path: &Path) -> Result<()> {
-    let tmp = temp_path(path);
-    let written = (|| {
-        tch::Tensor::write_safetensors(named, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .with_context(|| format!("cannot sync {}", tmp.display()))?;
-        crate::store::files::publish(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    crate::store::files::write_via_temp(path, |tmp| {
+        tch::Tensor::write_safetensors(named, tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::File::open(tmp).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", tmp.display()))
+    })
 }
 
 fn train_command(cli: &Cli, args: &TrainArgs) -> Result<String> {

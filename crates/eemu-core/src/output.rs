@@ -19,9 +19,7 @@ use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 
 use crate::data::Ids;
-use crate::store::files::{
-    parquet_properties, parse_temp_name, process_alive, publish, sync_dir, temp_path, write_atomic,
-};
+use crate::store::files::{parquet_properties, parse_temp_name, process_alive, sync_dir, write_atomic, write_via_temp};
 
 /// Where a user's list comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -320,9 +318,8 @@ pub fn write_recommendations(
     );
     let schema = recommendations_schema(users, items, layout);
     let props = parquet_properties().into_builder().set_max_row_group_row_count(Some(row_group_rows)).build();
-    let tmp = temp_path(path);
-    let result = (|| {
-        let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    write_via_temp(path, |tmp| {
+        let file = File::create(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
             .with_context(|| format!("cannot start Parquet file {}", tmp.display()))?;
         let rows = match layout {
@@ -332,13 +329,8 @@ pub fn write_recommendations(
         .with_context(|| format!("cannot write recommendations {}", path.display()))?;
         let file = writer.into_inner().with_context(|| format!("cannot finish {}", tmp.display()))?;
         file.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
-        publish(&tmp, path)?;
         Ok(rows)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    })
 }
 
 /// Checks that a run id is a plain folder name.

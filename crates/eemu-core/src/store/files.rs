@@ -68,19 +68,25 @@ pub fn publish(tmp: &Path, path: &Path) -> Result<()> {
     sync_dir(parent(path))
 }
 
-/// Writes bytes to `path` atomically.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `path` atomically: `write` fills (and syncs) a temporary file beside it, which is then
+/// renamed into place; on failure the temporary file is removed and `path` is left as it was.
+/// Returns what `write` returns.
+pub fn write_via_temp<T>(path: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
     let tmp = temp_path(path);
-    let result = (|| {
-        let mut f = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
-        publish(&tmp, path)
-    })();
+    let result = write(&tmp).and_then(|value| publish(&tmp, path).map(|()| value));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Writes bytes to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_via_temp(path, |tmp| {
+        let mut f = File::create(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))
+    })
 }
 
 /// Writer settings shared by every Parquet file eemu writes: zstd, bounded row groups.
@@ -94,20 +100,14 @@ pub fn parquet_properties() -> WriterProperties {
 
 /// Writes one record batch as a Parquet file, atomically.
 pub fn write_parquet_atomic(path: &Path, batch: &RecordBatch) -> Result<()> {
-    let tmp = temp_path(path);
-    let result = (|| {
-        let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    write_via_temp(path, |tmp| {
+        let file = File::create(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(parquet_properties()))
             .with_context(|| format!("cannot start Parquet file {}", tmp.display()))?;
         writer.write(batch).with_context(|| format!("cannot write {}", tmp.display()))?;
         let file = writer.into_inner().with_context(|| format!("cannot finish {}", tmp.display()))?;
-        file.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
-        publish(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+        file.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))
+    })
 }
 
 /// SHA-256 of a file's bytes, hex.
