@@ -137,3 +137,44 @@ fn dense_features_of_the_wrong_length_are_rejected() {
     let e = format!("{:#}", read(&inputs, &config.ingest).unwrap_err());
     assert!(e.contains("items.csv:5: column 'embedding': expected 8 numbers separated by \";\", found 7"), "{e}");
 }
+
+#[test]
+fn parquet_inputs_in_the_usual_compressions_are_read() {
+    // pyarrow and Spark write Snappy by default; gzip, LZ4 and zstd are common options.
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+    use parquet::file::properties::WriterProperties;
+    let dir = tempfile::tempdir().unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("user_id", arrow::datatypes::DataType::Int64, false),
+        Field::new("item_id", arrow::datatypes::DataType::Int64, false),
+        Field::new("timestamp", arrow::datatypes::DataType::Int64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![1, 1, 2])),
+            Arc::new(Int64Array::from(vec![10, 11, 10])),
+            Arc::new(Int64Array::from(vec![5, 6, 7])),
+        ],
+    )
+    .unwrap();
+    let codecs = [
+        Compression::UNCOMPRESSED,
+        Compression::SNAPPY,
+        Compression::GZIP(GzipLevel::default()),
+        Compression::LZ4_RAW,
+        Compression::ZSTD(ZstdLevel::default()),
+    ];
+    for codec in codecs {
+        let p = dir.path().join(format!("{codec:?}.parquet").replace(['(', ')', ' '], "_"));
+        let props = WriterProperties::builder().set_compression(codec).build();
+        let mut w = ArrowWriter::try_new(std::fs::File::create(&p).unwrap(), schema.clone(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let inputs = GenericInputs { interactions: &p, users: None, items: None };
+        let d = read(&inputs, &Config::default().ingest).unwrap_or_else(|e| panic!("{codec:?}: {e:#}"));
+        assert_eq!(d.interactions.item, vec![0, 1, 0], "{codec:?}");
+        assert_eq!(d.interactions.timestamp, Some(vec![5, 6, 7]), "{codec:?}");
+    }
+}
