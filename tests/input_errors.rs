@@ -138,6 +138,55 @@ fn dense_features_of_the_wrong_length_are_rejected() {
     assert!(e.contains("items.csv:5: column 'embedding': expected 8 numbers separated by \";\", found 7"), "{e}");
 }
 
+/// A MovieLens 1M folder of two users and three movies, and an item table with a 2-d dense
+/// `title` feature (rows out of id order), read through `eemu ingest`'s reader.
+fn ml1m_with_items(dir: &Path, table: &[u8], config_text: &str) -> anyhow::Result<eemu::data::Dataset> {
+    use eemu::ingest::{read as ingest_read, IngestRequest, InputFormat};
+    let folder = dir.join("ml-1m");
+    std::fs::create_dir_all(&folder).unwrap();
+    write(&folder, "users.dat", b"1::F::1::10::48067\n2::M::56::16::70072\n");
+    write(&folder, "movies.dat", b"1::A (1995)::Drama\n2::B (1996)::Comedy\n3::C (1997)::Drama\n");
+    write(&folder, "ratings.dat", b"1::1::5::10\n1::2::5::11\n2::3::3::12\n");
+    let items = write(dir, "titles.csv", table);
+    let config = Config::parse(config_text, "test.toml").unwrap();
+    let request = IngestRequest { format: InputFormat::Ml1m, input: folder, users: None, items: Some(items) };
+    ingest_read(InputFormat::Ml1m, &request, &config)
+}
+
+const TITLE_CONFIG: &str = "[ingest]\nitem_features = [{ name = \"title\", kind = \"dense\", dim = 2 }]\n";
+
+#[test]
+fn movielens_items_take_extra_features_from_a_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = ml1m_with_items(dir.path(), b"item_id,title\n3,0.5;0.25\n1,1;2\n2,-1;0\n", TITLE_CONFIG).unwrap();
+    let names: Vec<&str> = d.items.features.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["genres", "year", "title"]);
+    let eemu::data::FeatureValues::Dense { dim, values } = &d.items.features[2].values else { panic!("dense") };
+    // Items 1, 2, 3 in id order, whatever the table's row order.
+    assert_eq!((*dim, values.as_slice()), (2, &[1.0, 2.0, -1.0, 0.0, 0.5, 0.25][..]));
+}
+
+#[test]
+fn a_movielens_feature_table_must_cover_exactly_the_folders_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = ml1m_with_items(dir.path(), b"item_id,title\n1,1;2\n3,0;0\n", TITLE_CONFIG).unwrap_err();
+    let e = format!("{missing:#}");
+    assert!(e.contains("titles.csv: column 'item_id': no row for item 2"), "{e}");
+    let extra = ml1m_with_items(dir.path(), b"item_id,title\n1,1;2\n7,0;0\n2,0;0\n3,0;0\n", TITLE_CONFIG).unwrap_err();
+    let e = format!("{extra:#}");
+    assert!(e.contains("titles.csv:3: column 'item_id': item 7 is not in the input's items"), "{e}");
+}
+
+#[test]
+fn a_movielens_feature_table_is_declared_and_adds_new_names_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let clash = "[ingest]\nitem_features = [{ name = \"genres\", column = \"title\", kind = \"dense\", dim = 2 }]\n";
+    let e = format!("{:#}", ml1m_with_items(dir.path(), b"item_id,title\n1,1;2\n2,0;0\n3,0;0\n", clash).unwrap_err());
+    assert!(e.contains("items already have a feature named \"genres\""), "{e}");
+    let e = format!("{:#}", ml1m_with_items(dir.path(), b"item_id,title\n1,1;2\n", "").unwrap_err());
+    assert!(e.contains("ingest.item_features declares no feature to read from it"), "{e}");
+}
+
 #[test]
 fn parquet_inputs_in_the_usual_compressions_are_read() {
     // pyarrow and Spark write Snappy by default; gzip, LZ4 and zstd are common options.

@@ -151,8 +151,18 @@ fn shipped_configs_are_valid_and_default_toml_matches_the_built_in_defaults() {
             );
             variants += 1;
         }
+        // A `X-titles.toml` is `X.toml` plus the title embeddings of scripts/title-embeddings.py.
+        if let Some(base) = name.strip_suffix("-titles.toml") {
+            let reference = Config::load(&repo_path(&format!("configs/{base}.toml"))).unwrap();
+            let title = c.ingest.item_features.iter().find(|f| f.name == "title").expect(name);
+            assert_eq!((title.kind, title.dim), (eemu::config::FeatureKindDecl::Dense, Some(384)), "{name}");
+            let mut without = c.clone();
+            without.ingest = reference.ingest.clone();
+            assert_eq!(without, reference, "{name}: only [ingest] may differ from {base}.toml");
+            variants += 1;
+        }
     }
-    assert_eq!(variants, 2, "ml-100k-reptile and ml-1m-reptile: {shipped:?}");
+    assert_eq!(variants, 3, "ml-100k-reptile, ml-1m-reptile and ml-100k-titles: {shipped:?}");
 }
 
 #[test]

@@ -303,10 +303,13 @@ pub struct IngestArgs {
     /// Input format.
     #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
     pub format: InputFormat,
-    /// User feature table (generic formats), columns declared in [ingest] user_features.
+    /// User feature table, columns declared in [ingest] user_features. Generic formats: the user
+    /// catalog. MovieLens folders: extra features, one row for every user of the folder.
     #[arg(long, value_name = "FILE")]
     pub users: Option<PathBuf>,
-    /// Item feature table (generic formats), columns declared in [ingest] item_features.
+    /// Item feature table, columns declared in [ingest] item_features. Generic formats: the item
+    /// catalog. MovieLens folders: extra features (title embeddings from
+    /// scripts/title-embeddings.py, say), one row for every movie of the folder.
     #[arg(long, value_name = "FILE")]
     pub items: Option<PathBuf>,
     /// Store folder (created if missing; its current dataset is replaced).

@@ -132,7 +132,8 @@ impl Default for AdaptConfig {
     }
 }
 
-/// How generic CSV / Parquet inputs are read (MovieLens formats ignore this section).
+/// How generic CSV / Parquet inputs are read. MovieLens formats read only the feature tables
+/// (`--users`, `--items`: `delimiter`, separators, id columns, features) of this section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestConfig {

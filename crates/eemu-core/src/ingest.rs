@@ -56,22 +56,47 @@ pub fn detect(format: InputFormat, input: &Path) -> Result<InputFormat> {
 
 /// The input files a request reads, for provenance.
 fn source_files(format: InputFormat, r: &IngestRequest) -> Vec<PathBuf> {
-    match format {
+    let inputs: Vec<PathBuf> = match format {
         InputFormat::Ml100k => ["u.data", "u.user", "u.item"].iter().map(|f| r.input.join(f)).collect(),
         InputFormat::Ml1m => ["ratings.dat", "users.dat", "movies.dat"].iter().map(|f| r.input.join(f)).collect(),
-        _ => std::iter::once(r.input.clone()).chain(r.users.clone()).chain(r.items.clone()).collect(),
-    }
+        _ => vec![r.input.clone()],
+    };
+    inputs.into_iter().chain(r.users.clone()).chain(r.items.clone()).collect()
 }
 
 /// Reads the request's input into a dataset (nothing is written).
 pub fn read(format: InputFormat, r: &IngestRequest, config: &Config) -> Result<Dataset> {
-    let is_movielens = matches!(format, InputFormat::Ml100k | InputFormat::Ml1m);
-    if is_movielens && (r.users.is_some() || r.items.is_some()) {
-        bail!("--users and --items are for generic CSV / Parquet inputs; MovieLens folders bring their own");
-    }
     match format {
-        InputFormat::Ml100k => movielens::read_ml100k(&r.input),
-        InputFormat::Ml1m => movielens::read_ml1m(&r.input),
+        InputFormat::Ml100k | InputFormat::Ml1m => {
+            let mut dataset = if format == InputFormat::Ml100k {
+                movielens::read_ml100k(&r.input)?
+            } else {
+                movielens::read_ml1m(&r.input)?
+            };
+            // Extra features (title embeddings, say) from --users / --items tables.
+            let c = &config.ingest;
+            let users = r.users.as_deref();
+            generic::add_features(
+                &mut dataset.users,
+                users,
+                &c.user_id_column,
+                &c.user_features,
+                c,
+                "users",
+                "--users",
+            )?;
+            let items = r.items.as_deref();
+            generic::add_features(
+                &mut dataset.items,
+                items,
+                &c.item_id_column,
+                &c.item_features,
+                c,
+                "items",
+                "--items",
+            )?;
+            Ok(dataset)
+        }
         InputFormat::Csv | InputFormat::Parquet => {
             let inputs = GenericInputs { interactions: &r.input, users: r.users.as_deref(), items: r.items.as_deref() };
             generic::read(&inputs, &config.ingest)

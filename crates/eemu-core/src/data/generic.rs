@@ -9,6 +9,7 @@ use anyhow::{bail, Result};
 use super::table::{is_parquet, RawIds, Table};
 use super::{Dataset, Entities, Feature, FeatureValues, Ids, Interactions};
 use crate::config::{FeatureDecl, FeatureKindDecl, IdType, IngestConfig};
+use crate::error::{EemuError, Location};
 
 /// Paths of a generic input.
 pub struct GenericInputs<'a> {
@@ -82,10 +83,23 @@ fn entities(
         };
         return Ok(Entities { ids, features: vec![] });
     };
+    let (_, _, entities) = read_table(path, id_column, decls, matching_type(raw), config)?;
+    Ok(entities)
+}
+
+/// Reads a feature table: the table, the permutation that sorts its rows by id, and the
+/// entities in id order.
+fn read_table(
+    path: &Path,
+    id_column: &str,
+    decls: &[FeatureDecl],
+    id_type: IdType,
+    config: &IngestConfig,
+) -> Result<(Table, Vec<usize>, Entities)> {
     let mut columns = vec![id_column];
     columns.extend(decls.iter().map(FeatureDecl::column));
     let table = Table::read(path, &columns, config.delimiter.as_bytes()[0])?;
-    let table_ids = table.ids(id_column, matching_type(raw))?;
+    let table_ids = table.ids(id_column, id_type)?;
     // Sort the table rows by id; reject duplicates.
     let n = table.rows();
     let mut order: Vec<usize> = (0..n).collect();
@@ -126,7 +140,88 @@ fn entities(
         };
         features.push(feature);
     }
-    Ok(Entities { ids, features })
+    Ok((table, order, Entities { ids, features }))
+}
+
+/// Adds the features declared in `decls`, read from the feature table at `path`, to entities
+/// that another reader produced (a MovieLens folder's users or items). The table must hold one
+/// row for every entity and no other rows; its feature names must be new.
+pub fn add_features(
+    entities: &mut Entities,
+    path: Option<&Path>,
+    id_column: &str,
+    decls: &[FeatureDecl],
+    config: &IngestConfig,
+    what: &str,
+    flag: &str,
+) -> Result<()> {
+    let singular = &what[..what.len() - 1];
+    let Some(path) = path else {
+        if !decls.is_empty() {
+            bail!("ingest.{singular}_features declares {} feature(s) but no {flag} file was given", decls.len());
+        }
+        return Ok(());
+    };
+    if decls.is_empty() {
+        bail!("{flag} {}: ingest.{singular}_features declares no feature to read from it", path.display());
+    }
+    for decl in decls {
+        if entities.features.iter().any(|f| f.name == decl.name) {
+            bail!(
+                "ingest.{singular}_features: the input's {what} already have a feature named {:?}; name it otherwise",
+                decl.name
+            );
+        }
+    }
+    let id_type = match entities.ids {
+        Ids::Int(_) => IdType::Int,
+        Ids::Str(_) => IdType::String,
+    };
+    let (table, order, extra) = read_table(path, id_column, decls, id_type, config)?;
+    // Both id lists are sorted: walk them together to name the first id on one side only.
+    let (n, m) = (entities.len(), extra.len());
+    let (mut i, mut j) = (0, 0);
+    while i < n || j < m {
+        let ord = if i == n {
+            std::cmp::Ordering::Greater
+        } else if j == m {
+            std::cmp::Ordering::Less
+        } else {
+            compare_ids(&entities.ids, i, &extra.ids, j)
+        };
+        match ord {
+            std::cmp::Ordering::Equal => (i, j) = (i + 1, j + 1),
+            std::cmp::Ordering::Less => {
+                return Err(EemuError::input(
+                    path.display().to_string(),
+                    Location::File,
+                    Some(id_column),
+                    format!(
+                        "no row for {singular} {}; the table needs one row for every {singular}",
+                        entities.ids.display(i as u32)
+                    ),
+                )
+                .into())
+            }
+            std::cmp::Ordering::Greater => {
+                return Err(table.error(
+                    order[j],
+                    id_column,
+                    format!("{singular} {} is not in the input's {what}", extra.ids.display(j as u32)),
+                ))
+            }
+        }
+    }
+    entities.features.extend(extra.features);
+    Ok(())
+}
+
+fn compare_ids(a: &Ids, i: usize, b: &Ids, j: usize) -> std::cmp::Ordering {
+    match (a, b) {
+        (Ids::Int(a), Ids::Int(b)) => a[i].cmp(&b[j]),
+        (Ids::Str(a), Ids::Str(b)) => a[i].cmp(&b[j]),
+        _ => unreachable!("the table's ids are read with the entities' id type"),
+    }
 }
 
 fn permute<T: Clone>(values: &[T], order: &[usize]) -> Vec<T> {

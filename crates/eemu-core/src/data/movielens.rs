@@ -2,8 +2,9 @@
 //! `movies.dat`) readers, with user features (age bucket, gender, occupation) and item features
 //! (genres as multi-hot, release year as categorical). Every rating is an interaction (implicit
 //! feedback: no rating threshold, no weight). Ages of ML-100K are put into ML-1M's seven buckets
-//! (1, 18, 25, 35, 45, 50, 56) so both datasets share one feature definition. Titles are not used
-//! (the reference embeds them with a sentence model that is not available here).
+//! (1, 18, 25, 35, 45, 50, 56) so both datasets share one feature definition. Titles are not read
+//! here: the reference embeds them with a sentence model, and `scripts/title-embeddings.py` writes
+//! such embeddings as a feature table that `eemu ingest --items` adds (`generic::add_features`).
 use std::path::Path;
 
 use anyhow::{Context, Result};
