@@ -163,6 +163,7 @@ fn train_and_save_with(
         parameters: model.params.count(),
         device: format!("{device:?}"),
         cpu_kernels: (device == Device::Cpu).then(cpu_kernels),
+        cpu: if device == Device::Cpu { cpu_model() } else { None },
         epochs,
         seconds: start.elapsed().as_secs_f64(),
     };

@@ -136,6 +136,9 @@ fn verify_names_every_artifact_that_depends_on_deleted_rows_and_nightly_purges_o
     let capped = "trained on Cpu, kernels MKL_CBWR=AVX2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2";
     assert_eq!(out.matches(" trained on ").count(), 1, "{out}");
     assert!(out.contains(capped) && !out.contains("note:"), "{out}");
+    // ... and names the CPU, whose kind the bytes depend on under the same caps too.
+    let cpu = eemu::engine::cpu_model().expect("/proc/cpuinfo");
+    assert!(out.contains(&format!("{capped}, CPU {cpu}\n")), "{out}");
 
     // Delete one interaction (re-ingest without it): one shard gets a new lineage, and the run
     // computed from the old one must be reported, as must LATEST, which still names it.

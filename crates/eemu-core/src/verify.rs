@@ -43,18 +43,21 @@ pub struct Report {
     /// Files and folders checked.
     pub checked: usize,
     pub findings: Vec<Finding>,
-    /// The trained shards of each training setting (device and, on the CPU, kernel caps, as
-    /// their training logs record them). A from-scratch retraining gives a shard's bytes only
+    /// The trained shards of each training setting (device and, on the CPU, kernel caps and CPU
+    /// model, as their training logs record them). A from-scratch retraining gives a shard's bytes only
     /// under the setting it was trained under.
     pub training: Vec<TrainingSetting>,
 }
 
-/// Shards trained under one device and kernel setting.
+/// Shards trained under one device, kernel setting and CPU model.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct TrainingSetting {
     pub device: String,
     /// `cpu_kernels` of the training logs; None on CUDA and in logs written before it existed.
     pub cpu_kernels: Option<String>,
+    /// `cpu` of the training logs (model and widest vector extension); None on CUDA and in logs
+    /// written before it existed.
+    pub cpu: Option<String>,
     pub shards: Vec<usize>,
 }
 
@@ -74,7 +77,8 @@ impl Report {
         for t in &self.training {
             let shards: Vec<String> = t.shards.iter().map(usize::to_string).collect();
             let kernels = t.cpu_kernels.as_deref().map(|k| format!(", kernels {k}")).unwrap_or_default();
-            s.push_str(&format!("shard(s) {} trained on {}{kernels}\n", shards.join(","), t.device));
+            let cpu = t.cpu.as_deref().map(|c| format!(", CPU {c}")).unwrap_or_default();
+            s.push_str(&format!("shard(s) {} trained on {}{kernels}{cpu}\n", shards.join(","), t.device));
         }
         if self.training.len() > 1 {
             s.push_str(&format!(
@@ -219,7 +223,7 @@ pub fn verify(store: &Store) -> Result<Report> {
         }
     }
     let mut models: BTreeMap<usize, String> = BTreeMap::new();
-    let mut settings: BTreeMap<(String, Option<String>), Vec<usize>> = BTreeMap::new();
+    let mut settings: BTreeMap<(String, Option<String>, Option<String>), Vec<usize>> = BTreeMap::new();
     for index_dir in list_dir(&root.join("shards"))? {
         c.checked += 1;
         let Some(index) = name(&index_dir).parse::<usize>().ok().filter(|&i| i < current.len()) else {
@@ -244,7 +248,8 @@ pub fn verify(store: &Store) -> Result<Report> {
                     }
                     let device = log["device"].as_str().unwrap_or("an unrecorded device").to_string();
                     let kernels = log["cpu_kernels"].as_str().map(str::to_string);
-                    settings.entry((device, kernels)).or_default().push(index);
+                    let cpu = log["cpu"].as_str().map(str::to_string);
+                    settings.entry((device, kernels, cpu)).or_default().push(index);
                 } else if n.starts_with("labels-") && n.ends_with(".parquet") {
                     let (users, _) = crate::cluster::read_labels_file(&file)?;
                     if !users.iter().copied().eq(shard_users[index].iter().copied()) {
@@ -327,7 +332,7 @@ pub fn verify(store: &Store) -> Result<Report> {
         findings: c.findings,
         training: settings
             .into_iter()
-            .map(|((device, cpu_kernels), shards)| TrainingSetting { device, cpu_kernels, shards })
+            .map(|((device, cpu_kernels, cpu), shards)| TrainingSetting { device, cpu_kernels, cpu, shards })
             .collect(),
     })
 }
