@@ -162,7 +162,7 @@ fn shipped_configs_are_valid_and_default_toml_matches_the_built_in_defaults() {
             variants += 1;
         }
     }
-    assert_eq!(variants, 3, "ml-100k-reptile, ml-1m-reptile and ml-100k-titles: {shipped:?}");
+    assert_eq!(variants, 4, "ml-100k-reptile, ml-1m-reptile, ml-100k-titles and ml-1m-titles: {shipped:?}");
 }
 
 #[test]
