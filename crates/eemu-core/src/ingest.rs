@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use tracing::info;
 
 use crate::config::Config;
-use crate::data::generic::{self, GenericInputs};
+use crate::data::generic::{self, GenericInputs, Side};
 use crate::data::{movielens, table::is_parquet, Dataset};
 use crate::store::{files::sha256_file, Manifest, Prepared, Source, Store};
 
@@ -74,27 +74,8 @@ pub fn read(format: InputFormat, r: &IngestRequest, config: &Config) -> Result<D
                 movielens::read_ml1m(&r.input)?
             };
             // Extra features (title embeddings, say) from --users / --items tables.
-            let c = &config.ingest;
-            let users = r.users.as_deref();
-            generic::add_features(
-                &mut dataset.users,
-                users,
-                &c.user_id_column,
-                &c.user_features,
-                c,
-                "users",
-                "--users",
-            )?;
-            let items = r.items.as_deref();
-            generic::add_features(
-                &mut dataset.items,
-                items,
-                &c.item_id_column,
-                &c.item_features,
-                c,
-                "items",
-                "--items",
-            )?;
+            generic::add_features(&mut dataset.users, r.users.as_deref(), Side::Users, &config.ingest)?;
+            generic::add_features(&mut dataset.items, r.items.as_deref(), Side::Items, &config.ingest)?;
             Ok(dataset)
         }
         InputFormat::Csv | InputFormat::Parquet => {

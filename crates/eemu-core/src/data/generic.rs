@@ -31,10 +31,8 @@ pub fn read(inputs: &GenericInputs, config: &IngestConfig) -> Result<Dataset> {
     let table = Table::read(inputs.interactions, &columns, delimiter)?;
     let raw_users = table.ids(&config.user_column, config.id_type)?;
     let raw_items = table.ids(&config.item_column, config.id_type)?;
-    let users =
-        entities(inputs.users, &config.user_id_column, &config.user_features, &raw_users, config, "users", "--users")?;
-    let items =
-        entities(inputs.items, &config.item_id_column, &config.item_features, &raw_items, config, "items", "--items")?;
+    let users = entities(inputs.users, Side::Users, &raw_users, config)?;
+    let items = entities(inputs.items, Side::Items, &raw_items, config)?;
     let interactions = Interactions {
         user: internal(&table, &config.user_column, &raw_users, &users.ids)?,
         item: internal(&table, &config.item_column, &raw_items, &items.ids)?,
@@ -51,6 +49,56 @@ pub fn read(inputs: &GenericInputs, config: &IngestConfig) -> Result<Dataset> {
     Ok(Dataset { format: format.into(), users, items, interactions })
 }
 
+/// Which entities a feature table describes: users (`--users`) or items (`--items`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Users,
+    Items,
+}
+
+impl Side {
+    fn plural(self) -> &'static str {
+        match self {
+            Side::Users => "users",
+            Side::Items => "items",
+        }
+    }
+
+    fn singular(self) -> &'static str {
+        match self {
+            Side::Users => "user",
+            Side::Items => "item",
+        }
+    }
+
+    fn id_column(self, config: &IngestConfig) -> &str {
+        match self {
+            Side::Users => &config.user_id_column,
+            Side::Items => &config.item_id_column,
+        }
+    }
+
+    fn decls(self, config: &IngestConfig) -> &[FeatureDecl] {
+        match self {
+            Side::Users => &config.user_features,
+            Side::Items => &config.item_features,
+        }
+    }
+
+    /// Declared features need a table to read them from.
+    fn check_no_table(self, config: &IngestConfig) -> Result<()> {
+        let n = self.decls(config).len();
+        if n > 0 {
+            bail!(
+                "ingest.{}_features declares {n} feature(s) but no --{} file was given",
+                self.singular(),
+                self.plural()
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The id type a feature table must use to match the interactions.
 fn matching_type(raw: &RawIds) -> IdType {
     match raw {
@@ -60,30 +108,16 @@ fn matching_type(raw: &RawIds) -> IdType {
 }
 
 /// Users or items: from their feature table when given, else the distinct ids of the interactions.
-fn entities(
-    path: Option<&Path>,
-    id_column: &str,
-    decls: &[FeatureDecl],
-    raw: &RawIds,
-    config: &IngestConfig,
-    what: &str,
-    flag: &str,
-) -> Result<Entities> {
+fn entities(path: Option<&Path>, side: Side, raw: &RawIds, config: &IngestConfig) -> Result<Entities> {
     let Some(path) = path else {
-        if !decls.is_empty() {
-            bail!(
-                "ingest.{}_features declares {} feature(s) but no {flag} file was given",
-                &what[..what.len() - 1],
-                decls.len()
-            );
-        }
+        side.check_no_table(config)?;
         let ids = match raw {
             RawIds::Int(v) => Ids::from_int(v.clone()),
             RawIds::Str(v) => Ids::from_strings(v.clone()),
         };
         return Ok(Entities { ids, features: vec![] });
     };
-    let (_, _, entities) = read_table(path, id_column, decls, matching_type(raw), config)?;
+    let (_, _, entities) = read_table(path, side, matching_type(raw), config)?;
     Ok(entities)
 }
 
@@ -91,11 +125,11 @@ fn entities(
 /// entities in id order.
 fn read_table(
     path: &Path,
-    id_column: &str,
-    decls: &[FeatureDecl],
+    side: Side,
     id_type: IdType,
     config: &IngestConfig,
 ) -> Result<(Table, Vec<usize>, Entities)> {
+    let (id_column, decls) = (side.id_column(config), side.decls(config));
     let mut columns = vec![id_column];
     columns.extend(decls.iter().map(FeatureDecl::column));
     let table = Table::read(path, &columns, config.delimiter.as_bytes()[0])?;
@@ -143,29 +177,18 @@ fn read_table(
     Ok((table, order, Entities { ids, features }))
 }
 
-/// Adds the features declared in `decls`, read from the feature table at `path`, to entities
+/// Adds the features that `side` declares, read from the feature table at `path`, to entities
 /// that another reader produced (a MovieLens folder's users or items). The table must hold one
 /// row for every entity and no other rows; its feature names must be new.
-pub fn add_features(
-    entities: &mut Entities,
-    path: Option<&Path>,
-    id_column: &str,
-    decls: &[FeatureDecl],
-    config: &IngestConfig,
-    what: &str,
-    flag: &str,
-) -> Result<()> {
-    let singular = &what[..what.len() - 1];
+pub fn add_features(entities: &mut Entities, path: Option<&Path>, side: Side, config: &IngestConfig) -> Result<()> {
+    let (what, singular, id_column) = (side.plural(), side.singular(), side.id_column(config));
     let Some(path) = path else {
-        if !decls.is_empty() {
-            bail!("ingest.{singular}_features declares {} feature(s) but no {flag} file was given", decls.len());
-        }
-        return Ok(());
+        return side.check_no_table(config);
     };
-    if decls.is_empty() {
-        bail!("{flag} {}: ingest.{singular}_features declares no feature to read from it", path.display());
+    if side.decls(config).is_empty() {
+        bail!("--{what} {}: ingest.{singular}_features declares no feature to read from it", path.display());
     }
-    for decl in decls {
+    for decl in side.decls(config) {
         if entities.features.iter().any(|f| f.name == decl.name) {
             bail!(
                 "ingest.{singular}_features: the input's {what} already have a feature named {:?}; name it otherwise",
@@ -177,7 +200,7 @@ pub fn add_features(
         Ids::Int(_) => IdType::Int,
         Ids::Str(_) => IdType::String,
     };
-    let (table, order, extra) = read_table(path, id_column, decls, id_type, config)?;
+    let (table, order, extra) = read_table(path, side, id_type, config)?;
     // Both id lists are sorted: walk them together to name the first id on one side only.
     let (n, m) = (entities.len(), extra.len());
     let (mut i, mut j) = (0, 0);
