@@ -6,6 +6,10 @@
 //! the state (every shard's weights, Adam moments and step count; the epoch chosen on
 //! validation so far with its weights and ranks; the validation curve).
 //!
+//! On the CPU the identity includes the CPU's model and widest vector extension: even under the
+//! kernel caps two kinds of CPU train other bytes, so a run is not resumed on another kind. A
+//! checkpoint written before the CPU was recorded is resumed with a warning.
+//!
 //! The eemu build is not part of a checkpoint's identity: after a change to the training code,
 //! start over with another folder.
 //!
@@ -41,6 +45,10 @@ pub struct Identity {
     pub device: String,
     /// The CPU kernel caps (`engine::cpu_kernels`); None on CUDA.
     pub cpu_kernels: Option<String>,
+    /// The CPU's model and widest vector extension (`engine::cpu_model`); None on CUDA, and in
+    /// checkpoints written before it was recorded.
+    #[serde(default)]
+    pub cpu: Option<String>,
 }
 
 impl Identity {
@@ -65,6 +73,7 @@ impl Identity {
             eval_every: o.eval_every,
             device: format!("{:?}", o.device),
             cpu_kernels: (o.device == Device::Cpu).then(crate::engine::cpu_kernels),
+            cpu: if o.device == Device::Cpu { crate::engine::cpu_model() } else { None },
         }
     }
 }
@@ -155,7 +164,18 @@ fn load(path: &Path) -> Result<Option<(Meta, BTreeMap<String, Tensor>)>> {
 
 /// Whether a run of identity `id` up to `epochs` epochs can go on from `meta`.
 fn check_meta(path: &Path, meta: &Meta, id: &Identity, epochs: usize) -> Result<()> {
-    let differences = differing_fields(&meta.identity, id)?;
+    let mut there = meta.identity.clone();
+    if there.cpu.is_none() && there.cpu_kernels.is_some() {
+        if let Some(cpu) = &id.cpu {
+            tracing::warn!(
+                "{} does not record the CPU it was trained on; resuming it on this one ({cpu}) gives the numbers \
+                 of an uninterrupted run only if it is the same kind",
+                path.display()
+            );
+        }
+        there.cpu = id.cpu.clone();
+    }
+    let differences = differing_fields(&there, id)?;
     if !differences.is_empty() {
         bail!(
             "{} was written by another evaluation ({}); use another --checkpoint-dir, or remove the file to \
@@ -238,4 +258,67 @@ fn differing_fields(there: &Identity, here: &Identity) -> Result<Vec<String>> {
         .filter(|(k, v)| a.get(*k) != Some(v))
         .map(|(k, v)| format!("{k}: {} there, {v} here", a.get(k).unwrap_or(&serde_json::Value::Null)))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(cpu: Option<&str>) -> Identity {
+        Identity {
+            method: "eemu".to_string(),
+            algorithm: Algorithm::Fomaml,
+            shards: 2,
+            config_hash: "c".to_string(),
+            data_hash: "d".to_string(),
+            eval_every: 1,
+            device: "Cpu".to_string(),
+            cpu_kernels: Some("MKL_CBWR=AVX2".to_string()),
+            cpu: cpu.map(str::to_string),
+        }
+    }
+
+    fn meta(identity: Identity) -> Meta {
+        Meta {
+            format: FORMAT,
+            identity,
+            epoch: 2,
+            curve: vec![],
+            train_seconds: 0.0,
+            best_epoch: 1,
+            best_validation_ranks: vec![],
+            best_test_ranks: vec![],
+            adam_steps: vec![0, 0],
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_of_another_kind_of_cpu_is_refused_naming_both() {
+        let path = Path::new("ck/eemu.safetensors");
+        let here = identity(Some("Intel(R) Xeon(R) Processor (avx512f)"));
+        let err = check_meta(path, &meta(identity(Some("AMD EPYC 9654 (avx512f)"))), &here, 4).unwrap_err().to_string();
+        assert!(err.contains("cpu:"), "{err}");
+        assert!(
+            err.contains("AMD EPYC 9654 (avx512f)") && err.contains("Intel(R) Xeon(R) Processor (avx512f)"),
+            "{err}"
+        );
+        assert!(!err.contains("cpu_kernels"), "only the CPU differs: {err}");
+        check_meta(path, &meta(here.clone()), &here, 4).unwrap();
+    }
+
+    #[test]
+    fn a_checkpoint_without_a_recorded_cpu_is_resumed_but_other_differences_still_count() {
+        let path = Path::new("ck/eemu.safetensors");
+        // A header written before the field existed has no "cpu" key at all.
+        let mut old = serde_json::to_value(identity(None)).unwrap();
+        old.as_object_mut().unwrap().remove("cpu");
+        let old: Identity = serde_json::from_value(old).unwrap();
+        assert_eq!(old.cpu, None);
+        let here = identity(Some("Intel(R) Xeon(R) Processor (avx512f)"));
+        check_meta(path, &meta(old.clone()), &here, 4).unwrap();
+        let other = Identity { eval_every: 10, ..old };
+        let err = check_meta(path, &meta(other), &here, 4).unwrap_err().to_string();
+        assert!(err.contains("eval_every: 10 there, 1 here"), "{err}");
+        assert!(!err.contains("cpu"), "{err}");
+    }
 }
