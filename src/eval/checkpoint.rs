@@ -166,13 +166,7 @@ fn load(path: &Path) -> Result<Option<(Meta, BTreeMap<String, Tensor>)>> {
 fn check_meta(path: &Path, meta: &Meta, id: &Identity, epochs: usize) -> Result<()> {
     let mut there = meta.identity.clone();
     if there.cpu.is_none() && there.cpu_kernels.is_some() {
-        if let Some(cpu) = &id.cpu {
-            tracing::warn!(
-                "{} does not record the CPU it was trained on; resuming it on this one ({cpu}) gives the numbers \
-                 of an uninterrupted run only if it is the same kind",
-                path.display()
-            );
-        }
+        // Written before the CPU was recorded: `read` warns.
         there.cpu = id.cpu.clone();
     }
     let differences = differing_fields(&there, id)?;
@@ -220,6 +214,13 @@ pub fn read(
         return Ok(None);
     };
     check_meta(path, &meta, id, epochs)?;
+    if let (None, Some(_), Some(cpu)) = (&meta.identity.cpu, &meta.identity.cpu_kernels, &id.cpu) {
+        tracing::warn!(
+            "{} does not record the CPU it was trained on; resuming it on this one ({cpu}) gives the numbers of \
+             an uninterrupted run only if it is the same kind",
+            path.display()
+        );
+    }
     if parameters.len() != id.shards {
         bail!("{}: {} shards to read, {} parameter counts given", path.display(), id.shards, parameters.len());
     }
