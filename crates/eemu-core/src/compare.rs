@@ -304,12 +304,15 @@ pub fn pairs<'a>(
     } else {
         methods.iter().map(|m| find(all, m)).collect::<Result<_>>()?
     };
-    // Each unordered pair once: a baseline is compared with the later baselines, not with the
-    // earlier ones (mean against retrain, not retrain against mean as well).
+    // Each unordered pair once: of two baselines that are both among the methods, the later one
+    // is compared against the earlier (mean against retrain, not retrain against mean as well).
+    // An earlier baseline named in `methods` is still compared with a later baseline that is not.
+    let is_chosen = |r: &MethodRanks| chosen.iter().any(|c| c.name == r.name);
     let mut out = Vec::new();
     for (i, b) in bases.iter().enumerate() {
         for m in &chosen {
-            if m.name != b.name && !bases[..i].iter().any(|e| e.name == m.name) {
+            let reverse_listed = bases[..i].iter().any(|e| e.name == m.name) && is_chosen(b);
+            if m.name != b.name && !reverse_listed {
                 out.push((*m, *b));
             }
         }
@@ -521,6 +524,13 @@ mod tests {
                 ("s:eemu".to_string(), "s:mean".to_string()),
             ]
         );
+        // A method that is also a baseline is compared with the other baselines not among the
+        // methods (here s:eemu with r:retrain), and each pair of listed ones once.
+        let methods = ["s:eemu".to_string(), "s:mean".to_string()];
+        let baselines = ["s:eemu".to_string(), "s:mean".to_string(), "r:retrain".to_string()];
+        let p = pairs(&all, &methods, &baselines).unwrap();
+        let names: Vec<(&str, &str)> = p.iter().map(|(m, b)| (m.name.as_str(), b.name.as_str())).collect();
+        assert_eq!(names, vec![("s:mean", "s:eemu"), ("s:eemu", "r:retrain"), ("s:mean", "r:retrain")]);
         let twice = vec![ranks("a:eemu", &[0]), ranks("b:eemu", &[0])];
         let e = find(&twice, "eemu").unwrap_err().to_string();
         assert!(e.contains("ambiguous") && e.contains("a:eemu") && e.contains("b:eemu"), "{e}");
