@@ -165,9 +165,9 @@ fn load(path: &Path) -> Result<Option<(Meta, BTreeMap<String, Tensor>)>> {
 /// Whether a run of identity `id` up to `epochs` epochs can go on from `meta`.
 fn check_meta(path: &Path, meta: &Meta, id: &Identity, epochs: usize) -> Result<()> {
     let mut there = meta.identity.clone();
-    if there.cpu.is_none() && there.cpu_kernels.is_some() {
+    if let Some(cpu) = unrecorded_cpu(&meta.identity, id) {
         // Written before the CPU was recorded: `read` warns.
-        there.cpu = id.cpu.clone();
+        there.cpu = Some(cpu.to_string());
     }
     let differences = differing_fields(&there, id)?;
     if !differences.is_empty() {
@@ -214,7 +214,7 @@ pub fn read(
         return Ok(None);
     };
     check_meta(path, &meta, id, epochs)?;
-    if let (None, Some(_), Some(cpu)) = (&meta.identity.cpu, &meta.identity.cpu_kernels, &id.cpu) {
+    if let Some(cpu) = unrecorded_cpu(&meta.identity, id) {
         tracing::warn!(
             "{} does not record the CPU it was trained on; resuming it on this one ({cpu}) gives the numbers of \
              an uninterrupted run only if it is the same kind",
@@ -249,6 +249,14 @@ pub fn read(
     let best = BestEpoch::new(meta.best_epoch, meta.best_validation_ranks, meta.best_test_ranks, snapshot);
     let curve = meta.curve.iter().map(|&(e, bits)| (e, f64::from_bits(bits))).collect();
     Ok(Some(Saved { epoch: meta.epoch, curve, train_seconds: meta.train_seconds, best, shards }))
+}
+
+/// This CPU, when the checkpoint (`there`) was trained on a CPU without recording which.
+fn unrecorded_cpu<'a>(there: &Identity, here: &'a Identity) -> Option<&'a str> {
+    match (&there.cpu, &there.cpu_kernels) {
+        (None, Some(_)) => here.cpu.as_deref(),
+        _ => None,
+    }
 }
 
 /// "field: A there, B here" for every field of the identities that differs.
