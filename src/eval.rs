@@ -249,7 +249,8 @@ pub struct EvalOptions {
     /// config's `[adapt]` learning_rate and steps only.
     pub adapt_grid: Vec<AdaptSetting>,
     /// Folder of the trained methods' checkpoints (see the `checkpoint` module): written after
-    /// every evaluation, read at the start to go on from there. None: no checkpoints.
+    /// every evaluation, read at the start to go on from there; it also keeps the ranks of the
+    /// per-user adaptation grid of the chosen `eemu` models. None: no checkpoints.
     pub checkpoint_dir: Option<std::path::PathBuf>,
 }
 
@@ -440,7 +441,7 @@ pub fn evaluate(p: &Prepared, t: &Targets, o: &EvalOptions) -> Result<Vec<Method
             results.push(r.clone());
         }
         if want("eemu-adapt") {
-            let (found, back) = adapt_grid(p, t, o, models, &pool);
+            let (found, back) = adapt_grid(p, t, o, models, &pool)?;
             models = back;
             results.extend(adapt_rows(&r, found));
         }
@@ -467,15 +468,25 @@ struct AdaptRanks {
 
 /// Per-user adaptation (Algorithm 2) of the `eemu` models at every setting of the grid, in grid
 /// order. One pass per learning rate reads every step count of that rate off one adaptation.
+/// With a checkpoint folder, the ranks are kept in its adaptation cache: a rate whose every step
+/// count is cached for these very models is read back, not adapted again.
 fn adapt_grid(
     p: &Prepared,
     t: &Targets,
     o: &EvalOptions,
     mut models: Vec<TwoTower>,
     pool: &rayon::ThreadPool,
-) -> (Vec<AdaptRanks>, Vec<TwoTower>) {
+) -> Result<(Vec<AdaptRanks>, Vec<TwoTower>)> {
     let c = &p.config;
     let grid = if o.adapt_grid.is_empty() { AdaptSetting::grid(&[], &[], &c.adapt) } else { o.adapt_grid.clone() };
+    let mut cache = match &o.checkpoint_dir {
+        Some(dir) => {
+            let id = checkpoint::Identity::new(p, t, "eemu", c.train.algorithm, models.len(), o);
+            let weights: Vec<&Tensor> = models.iter().map(|m| &m.params.flat).collect();
+            Some(checkpoint::AdaptCache::open(dir, &id, &weights)?)
+        }
+        None => None,
+    };
     let sets = adaptation_sets(t, c.seed, c.adapt.set_size, c.adapt.temperature);
     let mut rates: Vec<f64> = Vec::new();
     for g in &grid {
@@ -485,31 +496,57 @@ fn adapt_grid(
     }
     let mut found = Vec::with_capacity(grid.len());
     for lr in rates {
-        let start = Instant::now();
         let mut step_counts: Vec<usize> = grid.iter().filter(|g| g.learning_rate == lr).map(|g| g.steps).collect();
         step_counts.sort_unstable();
         step_counts.dedup();
-        let (mut parts, back): (Vec<Vec<Vec<f32>>>, Vec<TwoTower>) = pool.install(|| {
-            models.into_par_iter().map(|m| (adapted_scores(&m, t, &sets, lr, c.train.margin, &step_counts), m)).unzip()
-        });
-        models = back;
-        for (k, &steps) in step_counts.iter().enumerate() {
-            let shard_scores: Vec<Vec<f32>> = parts.iter_mut().map(|s| std::mem::take(&mut s[k])).collect();
-            let (valid, test) = ranks(&mean_scores(shard_scores), t);
-            let seconds = start.elapsed().as_secs_f64();
-            info!(
-                learning_rate = lr,
-                steps,
-                validation_hr10 = format!("{:.4}", Metrics::from_ranks(&valid).hr10),
-                seconds = format!("{seconds:.0}"),
-                "per-user adaptation evaluated"
-            );
-            found.push(AdaptRanks { setting: AdaptSetting { learning_rate: lr, steps }, valid, test, seconds });
-        }
+        let settings: Vec<AdaptSetting> =
+            step_counts.iter().map(|&steps| AdaptSetting { learning_rate: lr, steps }).collect();
+        let cached: Option<Vec<AdaptRanks>> =
+            cache.as_ref().and_then(|cache| settings.iter().map(|&g| cache.get(g)).collect());
+        let ranks_of_rate: Vec<AdaptRanks> = if let Some(cached) = cached {
+            let from = cache.as_ref().expect("read from the cache").path().display().to_string();
+            for r in &cached {
+                info!(
+                    learning_rate = lr,
+                    steps = r.setting.steps,
+                    validation_hr10 = format!("{:.4}", Metrics::from_ranks(&r.valid).hr10),
+                    "per-user adaptation read back from {from}"
+                );
+            }
+            cached
+        } else {
+            let start = Instant::now();
+            let (mut parts, back): (Vec<Vec<Vec<f32>>>, Vec<TwoTower>) = pool.install(|| {
+                models
+                    .into_par_iter()
+                    .map(|m| (adapted_scores(&m, t, &sets, lr, c.train.margin, &step_counts), m))
+                    .unzip()
+            });
+            models = back;
+            let mut computed = Vec::with_capacity(step_counts.len());
+            for (k, &setting) in settings.iter().enumerate() {
+                let shard_scores: Vec<Vec<f32>> = parts.iter_mut().map(|s| std::mem::take(&mut s[k])).collect();
+                let (valid, test) = ranks(&mean_scores(shard_scores), t);
+                let seconds = start.elapsed().as_secs_f64();
+                info!(
+                    learning_rate = lr,
+                    steps = setting.steps,
+                    validation_hr10 = format!("{:.4}", Metrics::from_ranks(&valid).hr10),
+                    seconds = format!("{seconds:.0}"),
+                    "per-user adaptation evaluated"
+                );
+                computed.push(AdaptRanks { setting, valid, test, seconds });
+            }
+            if let Some(cache) = &mut cache {
+                cache.put(&computed)?;
+            }
+            computed
+        };
+        found.extend(ranks_of_rate);
     }
     let order = |g: &AdaptSetting| grid.iter().position(|x| x == g).expect("a grid setting");
     found.sort_by_key(|f| order(&f.setting));
-    (found, models)
+    Ok((found, models))
 }
 
 /// The `eemu-adapt` rows: the setting with the best validation HR@10 (the first in grid order on a

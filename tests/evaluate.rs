@@ -216,3 +216,82 @@ fn a_resumed_evaluation_gives_the_results_of_an_uninterrupted_one() {
         }
     }
 }
+
+/// With a checkpoint folder, the ranks of the per-user adaptation grid are kept in
+/// `DIR/eemu-adapt.json`: a run on the same chosen models reads each cached setting back and
+/// adapts only the settings it lacks; a file made for other models, or unreadable, is replaced.
+#[test]
+fn the_adaptation_grid_is_read_back_for_the_same_models_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = synth_files(&dir.path().join("in"), SynthFormat::Csv, 29);
+    let mut config = tiny_config();
+    config.shards.count = 2;
+    let store = Store::new(dir.path().join("store"));
+    ingest_into(store.root(), &files, &config).unwrap();
+    let (_, prepared) = store.load().unwrap();
+    let t = Targets::new(&prepared).unwrap();
+    tch::set_num_threads(1);
+    let checkpoints = dir.path().join("checkpoints");
+    std::fs::create_dir_all(&checkpoints).unwrap();
+    let s = |learning_rate: f64, steps: usize| AdaptSetting { learning_rate, steps };
+    // The candidate rows of a 2-epoch evaluation of eemu-adapt over `grid`, in grid order.
+    let run = |grid: Vec<AdaptSetting>, checkpoint_dir: Option<std::path::PathBuf>| {
+        let options = EvalOptions {
+            epochs: 2,
+            eval_every: 1,
+            methods: vec!["eemu-adapt".to_string()],
+            device: Device::Cpu,
+            jobs: 2,
+            batch_clusters: vec![],
+            adapt_grid: grid,
+            checkpoint_dir,
+        };
+        let rows = evaluate(&prepared, &t, &options).unwrap();
+        rows.into_iter().filter(|r| r.candidate).collect::<Vec<_>>()
+    };
+    let file = checkpoints.join("eemu-adapt.json");
+    let read = || serde_json::from_slice::<serde_json::Value>(&std::fs::read(&file).unwrap()).unwrap();
+    let write = |v: &serde_json::Value| std::fs::write(&file, serde_json::to_vec(v).unwrap()).unwrap();
+    let grid = vec![s(1e-2, 1), s(1e-2, 3)];
+    let first = run(grid.clone(), Some(checkpoints.clone()));
+    assert_eq!(first.len(), 2);
+    let saved = read();
+    assert_eq!(saved["entries"].as_array().unwrap().len(), 2, "{saved}");
+    let hit_everyone = |v: &mut serde_json::Value| {
+        for r in v["entries"][0]["test"].as_array_mut().unwrap() {
+            *r = 0.into();
+        }
+    };
+
+    // Same models: (1e-2, 1) is read back, as the altered file shows (every test item at rank 0);
+    // the new rate 3e-2 is adapted, as a run without checkpoints adapts it.
+    let mut altered = saved.clone();
+    assert_eq!(altered["entries"][0]["steps"], 1, "{saved}");
+    hit_everyone(&mut altered);
+    write(&altered);
+    let again = run(vec![s(1e-2, 1), s(1e-2, 3), s(3e-2, 1)], Some(checkpoints.clone()));
+    assert_eq!(again[0].test.hr10, 1.0, "the cached ranks of (1e-2, 1) were not read back");
+    assert_ne!(first[0].test.hr10, 1.0, "the test needs a setting that does not hit everyone");
+    assert_eq!(again[1].test_ranks, first[1].test_ranks);
+    // (Candidate rows are listed only for a grid of more than one setting.)
+    let fresh = run(vec![s(3e-2, 1), s(1e-2, 1)], None);
+    assert_eq!(again[2].test_ranks, fresh[0].test_ranks, "the uncached rate must be adapted as usual");
+    assert_eq!(first[0].test_ranks, fresh[1].test_ranks, "the checkpoint folder must not change the ranks");
+    assert_eq!(read()["entries"].as_array().unwrap().len(), 3);
+
+    // A file of other models (another key) is not read: the true ranks come back, and the file is
+    // replaced under this run's key.
+    let mut other = altered.clone();
+    other["key"] = "0".repeat(64).into();
+    write(&other);
+    let replaced = run(grid.clone(), Some(checkpoints.clone()));
+    assert_eq!(replaced[0].test_ranks, first[0].test_ranks);
+    assert_eq!(read()["key"], saved["key"]);
+    assert_eq!(read()["entries"].as_array().unwrap().len(), 2);
+
+    // An unreadable file is replaced too.
+    std::fs::write(&file, b"{ not json").unwrap();
+    let rewritten = run(grid, Some(checkpoints.clone()));
+    assert_eq!(rewritten[0].test_ranks, first[0].test_ranks);
+    assert_eq!(read()["key"], saved["key"]);
+}

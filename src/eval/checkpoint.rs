@@ -10,6 +10,10 @@
 //! kernel caps two kinds of CPU train other bytes, so a run is not resumed on another kind. A
 //! checkpoint written before the CPU was recorded is resumed with a warning.
 //!
+//! The per-user adaptation grid of the chosen `eemu` models is kept beside them, in
+//! `DIR/eemu-adapt.json` (see [`AdaptCache`]): a resumed run whose chosen epoch did not move
+//! reads each setting's ranks back instead of adapting every user again.
+//!
 //! The eemu build is not part of a checkpoint's identity: after a change to the training code,
 //! start over with another folder.
 //!
@@ -23,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 
-use super::{BestEpoch, EvalOptions, Targets};
+use super::{AdaptRanks, AdaptSetting, BestEpoch, EvalOptions, Targets};
 use crate::config::Algorithm;
 use crate::store::Prepared;
 use crate::train::Adam;
@@ -249,6 +253,103 @@ pub fn read(
     let best = BestEpoch::new(meta.best_epoch, meta.best_validation_ranks, meta.best_test_ranks, snapshot);
     let curve = meta.curve.iter().map(|&(e, bits)| (e, f64::from_bits(bits))).collect();
     Ok(Some(Saved { epoch: meta.epoch, curve, train_seconds: meta.train_seconds, best, shards }))
+}
+
+/// The ranks of the per-user adaptation grid of one set of chosen `eemu` models, kept in
+/// `DIR/eemu-adapt.json` and written atomically after each learning rate's pass. The key is a
+/// SHA-256 over the `eemu` identity (data, targets, config with its `[adapt]` section and seed,
+/// device, CPU) and the chosen models' weights, so entries are read back only for the very models
+/// and adaptation sets that produced them; a file with another key is replaced.
+pub struct AdaptCache {
+    path: PathBuf,
+    key: String,
+    entries: Vec<AdaptEntry>,
+}
+
+/// One setting's ranks in an [`AdaptCache`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct AdaptEntry {
+    /// For reading; `learning_rate_bits` is what is matched.
+    learning_rate: f64,
+    learning_rate_bits: u64,
+    steps: usize,
+    valid: Vec<usize>,
+    test: Vec<usize>,
+    /// Seconds of the pass that produced the entry, up to this step count.
+    seconds: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AdaptFile {
+    format: u32,
+    key: String,
+    entries: Vec<AdaptEntry>,
+}
+
+impl AdaptCache {
+    pub const FILE: &'static str = "eemu-adapt.json";
+
+    /// The cache in `dir` for the `eemu` models of identity `id` with chosen weights `models`
+    /// (one flat vector per shard). Empty when there is no file or it belongs to other models;
+    /// a file that cannot be read is reported and replaced (it only saves time).
+    pub fn open(dir: &Path, id: &Identity, models: &[&Tensor]) -> Result<AdaptCache> {
+        let mut h = Sha256::new();
+        h.update(b"eemu-adaptation-cache-v1");
+        h.update(serde_json::to_vec(id)?);
+        for w in models {
+            let w = w.detach().to_device(Device::Cpu).contiguous();
+            let values = Vec::<f32>::try_from(&w).context("model weights are not f32")?;
+            h.update((values.len() as u64).to_le_bytes());
+            h.update(values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
+        }
+        let key = crate::config::hex(&h.finalize());
+        let path = dir.join(Self::FILE);
+        let mut entries = Vec::new();
+        if path.exists() {
+            let read = std::fs::read(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|b| serde_json::from_slice::<AdaptFile>(&b).map_err(anyhow::Error::from));
+            match read {
+                Ok(f) if f.format == FORMAT && f.key == key => entries = f.entries,
+                Ok(_) => tracing::info!(
+                    "{} holds the adaptation of other models; adapting again and replacing it",
+                    path.display()
+                ),
+                Err(e) => tracing::warn!("{}: unreadable ({e:#}); adapting again and replacing it", path.display()),
+            }
+        }
+        Ok(AdaptCache { path, key, entries })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The ranks of `setting`, if cached.
+    pub fn get(&self, setting: AdaptSetting) -> Option<AdaptRanks> {
+        self.entries
+            .iter()
+            .find(|e| e.learning_rate_bits == setting.learning_rate.to_bits() && e.steps == setting.steps)
+            .map(|e| AdaptRanks { setting, valid: e.valid.clone(), test: e.test.clone(), seconds: e.seconds })
+    }
+
+    /// Adds (or replaces) the entries of `ranks` and writes the file atomically.
+    pub fn put(&mut self, ranks: &[AdaptRanks]) -> Result<()> {
+        for r in ranks {
+            let bits = r.setting.learning_rate.to_bits();
+            self.entries.retain(|x| !(x.learning_rate_bits == bits && x.steps == r.setting.steps));
+            self.entries.push(AdaptEntry {
+                learning_rate: r.setting.learning_rate,
+                learning_rate_bits: bits,
+                steps: r.setting.steps,
+                valid: r.valid.clone(),
+                test: r.test.clone(),
+                seconds: r.seconds,
+            });
+        }
+        let file = AdaptFile { format: FORMAT, key: self.key.clone(), entries: self.entries.clone() };
+        crate::store::files::write_atomic(&self.path, &serde_json::to_vec(&file)?)
+    }
 }
 
 /// This CPU, when the checkpoint (`there`) was trained on a CPU without recording which.
