@@ -175,6 +175,13 @@ fn a_movielens_feature_table_must_cover_exactly_the_folders_items() {
     let extra = ml1m_with_items(dir.path(), b"item_id,title\n1,1;2\n7,0;0\n2,0;0\n3,0;0\n", TITLE_CONFIG).unwrap_err();
     let e = format!("{extra:#}");
     assert!(e.contains("titles.csv:3: column 'item_id': item 7 is not in the input's items"), "{e}");
+    // The same at the end of either list.
+    let short = ml1m_with_items(dir.path(), b"item_id,title\n2,0;0\n1,1;2\n", TITLE_CONFIG).unwrap_err();
+    let e = format!("{short:#}");
+    assert!(e.contains("titles.csv: column 'item_id': no row for item 3"), "{e}");
+    let long = ml1m_with_items(dir.path(), b"item_id,title\n9,0;0\n1,1;2\n2,0;0\n3,0;0\n", TITLE_CONFIG).unwrap_err();
+    let e = format!("{long:#}");
+    assert!(e.contains("titles.csv:2: column 'item_id': item 9 is not in the input's items"), "{e}");
 }
 
 #[test]

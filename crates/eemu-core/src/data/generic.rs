@@ -201,39 +201,28 @@ pub fn add_features(entities: &mut Entities, path: Option<&Path>, side: Side, co
         Ids::Str(_) => IdType::String,
     };
     let (table, order, extra) = read_table(path, side, id_type, config)?;
-    // Both id lists are sorted: walk them together to name the first id on one side only.
+    // Both id lists are sorted and free of duplicates, so the first position where they differ
+    // holds the smaller id of the two, which the other list lacks.
     let (n, m) = (entities.len(), extra.len());
-    let (mut i, mut j) = (0, 0);
-    while i < n || j < m {
-        let ord = if i == n {
-            std::cmp::Ordering::Greater
-        } else if j == m {
-            std::cmp::Ordering::Less
-        } else {
-            compare_ids(&entities.ids, i, &extra.ids, j)
-        };
-        match ord {
-            std::cmp::Ordering::Equal => (i, j) = (i + 1, j + 1),
-            std::cmp::Ordering::Less => {
-                return Err(EemuError::input(
-                    path.display().to_string(),
-                    Location::File,
-                    Some(id_column),
-                    format!(
-                        "no row for {singular} {}; the table needs one row for every {singular}",
-                        entities.ids.display(i as u32)
-                    ),
-                )
-                .into())
-            }
-            std::cmp::Ordering::Greater => {
-                return Err(table.error(
-                    order[j],
-                    id_column,
-                    format!("{singular} {} is not in the input's {what}", extra.ids.display(j as u32)),
-                ))
-            }
-        }
+    let k = (0..n.min(m)).find(|&k| compare_ids(&entities.ids, k, &extra.ids, k).is_ne()).unwrap_or(n.min(m));
+    if k < n && (k == m || compare_ids(&entities.ids, k, &extra.ids, k).is_lt()) {
+        return Err(EemuError::input(
+            path.display().to_string(),
+            Location::File,
+            Some(id_column),
+            format!(
+                "no row for {singular} {}; the table needs one row for every {singular}",
+                entities.ids.display(k as u32)
+            ),
+        )
+        .into());
+    }
+    if k < m {
+        return Err(table.error(
+            order[k],
+            id_column,
+            format!("{singular} {} is not in the input's {what}", extra.ids.display(k as u32)),
+        ));
     }
     entities.features.extend(extra.features);
     Ok(())
