@@ -33,6 +33,8 @@ use crate::store::Prepared;
 use crate::train::Adam;
 
 const FORMAT: u32 = 1;
+/// Format of `eemu-adapt.json`, apart from the checkpoints' so that either can change alone.
+const ADAPT_FORMAT: u32 = 1;
 const META: &str = "meta";
 
 /// Everything a checkpoint's state depends on besides the epoch count: resuming needs each
@@ -310,7 +312,7 @@ impl AdaptCache {
                 .map_err(anyhow::Error::from)
                 .and_then(|b| serde_json::from_slice::<AdaptFile>(&b).map_err(anyhow::Error::from));
             match read {
-                Ok(f) if f.format == FORMAT && f.key == key => entries = f.entries,
+                Ok(f) if f.format == ADAPT_FORMAT && f.key == key => entries = f.entries,
                 Ok(_) => tracing::info!(
                     "{} holds the adaptation of other models; adapting again and replacing it",
                     path.display()
@@ -347,7 +349,7 @@ impl AdaptCache {
                 seconds: r.seconds,
             });
         }
-        let file = AdaptFile { format: FORMAT, key: self.key.clone(), entries: self.entries.clone() };
+        let file = AdaptFile { format: ADAPT_FORMAT, key: self.key.clone(), entries: self.entries.clone() };
         crate::store::files::write_atomic(&self.path, &serde_json::to_vec(&file)?)
     }
 }

@@ -219,8 +219,9 @@ pub struct EvaluateArgs {
     /// seed, device and --eval-every goes on from there, for as many --epochs as it asks (on
     /// the CPU with the numbers an uninterrupted run gives). For long runs that may be stopped,
     /// and for extending a finished run. DIR/eemu-adapt.json keeps the ranks of each per-user
-    /// adaptation setting of the chosen eemu models, read back while they stay chosen. The files hold models trained on the data and are not
-    /// part of the store: `eemu forget` leaves them, so delete the folder after a deletion.
+    /// adaptation setting of the chosen eemu models, read back while they stay chosen. The files
+    /// hold models trained on the data and are not part of the store: `eemu forget` leaves them,
+    /// so delete the folder after a deletion.
     #[arg(long, value_name = "DIR")]
     pub checkpoint_dir: Option<PathBuf>,
     /// Evaluate on a supplied split instead of a store: training rows (TSV, CSV or Parquet;
