@@ -286,17 +286,26 @@ impl BestEpoch {
     }
 }
 
+/// One trained method of an evaluation.
+struct TrainedMethod {
+    name: &'static str,
+    algorithm: Algorithm,
+    /// One model on all training rows (RETRAIN) instead of one per shard.
+    one_shard: bool,
+    /// Its checkpoint identity, built once (it hashes the targets and reads the CPU's model).
+    identity: checkpoint::Identity,
+}
+
 /// Trains one method's shard models, choosing the epoch on validation. Returns the result and
 /// the chosen models.
 fn run_method(
-    name: &str,
+    method: &TrainedMethod,
     p: &Prepared,
     t: &Targets,
-    algorithm: Algorithm,
-    one_shard: bool,
     o: &EvalOptions,
     pool: &rayon::ThreadPool,
 ) -> Result<(MethodResult, Vec<TwoTower>)> {
+    let TrainedMethod { name, algorithm, one_shard, ref identity } = *method;
     let config: &Config = &p.config;
     let mut train_cfg = config.train.clone();
     train_cfg.algorithm = algorithm;
@@ -311,7 +320,6 @@ fn run_method(
             (d, m, a)
         })
         .collect();
-    let identity = checkpoint::Identity::new(p, t, name, algorithm, shards.len(), o);
     let checkpoint_path = o.checkpoint_dir.as_deref().map(|dir| checkpoint::path(dir, name));
     let mut best: Option<BestEpoch> = None;
     let mut curve = Vec::new();
@@ -319,8 +327,7 @@ fn run_method(
     let mut seconds_before = 0.0;
     if let Some(path) = &checkpoint_path {
         let parameters: Vec<i64> = state.iter().map(|(_, m, _)| m.params.count()).collect();
-        if let Some(saved) =
-            checkpoint::read(path, &identity, o.epochs, &parameters, train_cfg.learning_rate, o.device)?
+        if let Some(saved) = checkpoint::read(path, identity, o.epochs, &parameters, train_cfg.learning_rate, o.device)?
         {
             for ((_, m, a), (weights, adam)) in state.iter_mut().zip(saved.shards) {
                 m.params.load(&weights);
@@ -366,7 +373,7 @@ fn run_method(
         }
         if let Some(path) = &checkpoint_path {
             let shards: Vec<(&Tensor, &Adam)> = state.iter().map(|(_, m, a)| (&m.params.flat, a)).collect();
-            checkpoint::write(path, &identity, epoch, &curve, seconds(), best.as_ref().expect("just set"), &shards)?;
+            checkpoint::write(path, identity, epoch, &curve, seconds(), best.as_ref().expect("just set"), &shards)?;
         }
         // The test metrics of the epoch chosen on validation so far: what the result would be if
         // the run stopped here, so a long run that is cut short still leaves its numbers.
@@ -411,28 +418,32 @@ fn run_method(
 pub fn evaluate(p: &Prepared, t: &Targets, o: &EvalOptions) -> Result<Vec<MethodResult>> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(o.jobs.max(1)).build()?;
     let want = |m: &str| o.methods.iter().any(|x| x == m);
-    // The trained methods, in the order they run: (name, algorithm, one shard).
+    // The trained methods, in the order they run.
     let mut trained = Vec::new();
+    let mut add = |name: &'static str, algorithm: Algorithm, one_shard: bool| {
+        let shards = if one_shard { 1 } else { p.config.shards.count };
+        let identity = checkpoint::Identity::new(p, t, name, algorithm, shards, o);
+        trained.push(TrainedMethod { name, algorithm, one_shard, identity });
+    };
     if want("retrain") {
-        trained.push(("retrain", Algorithm::Standard, true));
+        add("retrain", Algorithm::Standard, true);
     }
     if want("mean") {
-        trained.push(("mean", Algorithm::Standard, false));
+        add("mean", Algorithm::Standard, false);
     }
     if want("eemu") || want("eemu-adapt") || want("eemu-batch") {
-        trained.push(("eemu", p.config.train.algorithm, false));
+        add("eemu", p.config.train.algorithm, false);
     }
     if let Some(dir) = &o.checkpoint_dir {
         // A checkpoint that cannot be gone on from fails the run before anything trains.
-        for &(name, algorithm, one_shard) in &trained {
-            let shards = if one_shard { 1 } else { p.config.shards.count };
-            let id = checkpoint::Identity::new(p, t, name, algorithm, shards, o);
-            checkpoint::check(&checkpoint::path(dir, name), &id, o.epochs)?;
+        for m in &trained {
+            checkpoint::check(&checkpoint::path(dir, m.name), &m.identity, o.epochs)?;
         }
     }
     let mut results = Vec::new();
-    for (name, algorithm, one_shard) in trained {
-        let (r, mut models) = run_method(name, p, t, algorithm, one_shard, o, &pool)?;
+    for method in &trained {
+        let name = method.name;
+        let (r, mut models) = run_method(method, p, t, o, &pool)?;
         if name != "eemu" {
             results.push(r);
             continue;
@@ -441,7 +452,7 @@ pub fn evaluate(p: &Prepared, t: &Targets, o: &EvalOptions) -> Result<Vec<Method
             results.push(r.clone());
         }
         if want("eemu-adapt") {
-            let (found, back) = adapt_grid(p, t, o, models, &pool)?;
+            let (found, back) = adapt_grid(p, t, o, &method.identity, models, &pool)?;
             models = back;
             results.extend(adapt_rows(&r, found));
         }
@@ -469,11 +480,13 @@ struct AdaptRanks {
 /// Per-user adaptation (Algorithm 2) of the `eemu` models at every setting of the grid, in grid
 /// order. One pass per learning rate reads every step count of that rate off one adaptation.
 /// With a checkpoint folder, the ranks are kept in its adaptation cache: a rate whose every step
-/// count is cached for these very models is read back, not adapted again.
+/// count is cached for these very models is read back, not adapted again; `identity` is the
+/// `eemu` method's checkpoint identity, part of the cache key.
 fn adapt_grid(
     p: &Prepared,
     t: &Targets,
     o: &EvalOptions,
+    identity: &checkpoint::Identity,
     mut models: Vec<TwoTower>,
     pool: &rayon::ThreadPool,
 ) -> Result<(Vec<AdaptRanks>, Vec<TwoTower>)> {
@@ -481,9 +494,8 @@ fn adapt_grid(
     let grid = if o.adapt_grid.is_empty() { AdaptSetting::grid(&[], &[], &c.adapt) } else { o.adapt_grid.clone() };
     let mut cache = match &o.checkpoint_dir {
         Some(dir) => {
-            let id = checkpoint::Identity::new(p, t, "eemu", c.train.algorithm, models.len(), o);
             let weights: Vec<&Tensor> = models.iter().map(|m| &m.params.flat).collect();
-            Some(checkpoint::AdaptCache::open(dir, &id, &weights)?)
+            Some(checkpoint::AdaptCache::open(dir, identity, &weights)?)
         }
         None => None,
     };
