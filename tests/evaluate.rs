@@ -295,3 +295,54 @@ fn the_adaptation_grid_is_read_back_for_the_same_models_only() {
     assert_eq!(rewritten[0].test_ranks, first[0].test_ranks);
     assert_eq!(read()["key"], saved["key"]);
 }
+
+/// A checkpoint written on another kind of CPU is refused end to end, naming both CPUs, before
+/// anything trains: the checkpoint is left as it was. (The CPU is recorded in the checkpoint's
+/// `meta` entry; here it is rewritten to stand for another machine.)
+#[test]
+fn a_checkpoint_from_another_kind_of_cpu_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = synth_files(&dir.path().join("in"), SynthFormat::Csv, 31);
+    let mut config = tiny_config();
+    config.shards.count = 2;
+    let store = Store::new(dir.path().join("store"));
+    ingest_into(store.root(), &files, &config).unwrap();
+    let (_, prepared) = store.load().unwrap();
+    let t = Targets::new(&prepared).unwrap();
+    tch::set_num_threads(1);
+    let checkpoints = dir.path().join("checkpoints");
+    std::fs::create_dir_all(&checkpoints).unwrap();
+    let run = |epochs: usize| {
+        let options = EvalOptions {
+            epochs,
+            eval_every: 1,
+            methods: vec!["mean".to_string(), "eemu".to_string()],
+            device: Device::Cpu,
+            jobs: 2,
+            batch_clusters: vec![],
+            adapt_grid: vec![],
+            checkpoint_dir: Some(checkpoints.clone()),
+        };
+        evaluate(&prepared, &t, &options)
+    };
+    run(1).unwrap();
+    let path = checkpoints.join("eemu.safetensors");
+    let mut named = tch::Tensor::read_safetensors(&path).unwrap();
+    let meta = named.iter_mut().find(|(n, _)| n == "meta").expect("a meta entry");
+    let mut header: serde_json::Value =
+        serde_json::from_slice(&Vec::<u8>::try_from(&meta.1).unwrap()).expect("the meta entry is JSON");
+    let here = header["identity"]["cpu"].as_str().expect("the CPU is recorded on CPU runs").to_string();
+    let elsewhere = format!("Another CPU than {here}");
+    header["identity"]["cpu"] = elsewhere.clone().into();
+    meta.1 = tch::Tensor::from_slice(&serde_json::to_vec(&header).unwrap());
+    let refs: Vec<(&str, &tch::Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    tch::Tensor::write_safetensors(&refs, &path).unwrap();
+    let before = (std::fs::read(&path).unwrap(), std::fs::read(checkpoints.join("mean.safetensors")).unwrap());
+
+    let err = format!("{:#}", run(2).unwrap_err());
+    assert!(err.contains("eemu.safetensors") && err.contains("cpu:"), "{err}");
+    assert!(err.contains(&elsewhere) && err.contains(&here), "both CPUs should be named: {err}");
+    // Checked before any method trains: neither checkpoint moved to epoch 2.
+    let after = (std::fs::read(&path).unwrap(), std::fs::read(checkpoints.join("mean.safetensors")).unwrap());
+    assert!(before == after, "a refused evaluation must leave the checkpoints alone");
+}
