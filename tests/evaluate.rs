@@ -1,5 +1,5 @@
 //! `eemu evaluate` end to end on a tiny model: every method, metrics, ranks file, the step size of
-//! per-user adaptation.
+//! per-user adaptation, checkpoints (resuming, the adaptation cache, refusing another CPU's).
 mod common;
 
 use std::fs::File;
@@ -9,7 +9,7 @@ use arrow::datatypes::UInt32Type;
 use common::*;
 use eemu::data::synth::SynthFormat;
 use eemu::eval::{evaluate, paired, table, write_ranks, AdaptSetting, EvalOptions, Targets};
-use eemu::store::Store;
+use eemu::store::{Prepared, Store};
 use eemu::train::ShardData;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tch::Device;
@@ -163,26 +163,34 @@ fn eval_adapt(
     (compared, r)
 }
 
+/// A store of synthetic data (`seed`) in `shards` shards under `dir`, its prepared data and
+/// evaluation targets, and an empty checkpoint folder; CPU work on one thread per shard.
+fn checkpointed(dir: &std::path::Path, seed: u64, shards: usize) -> (Prepared, Targets, std::path::PathBuf) {
+    let files = synth_files(&dir.join("in"), SynthFormat::Csv, seed);
+    let mut config = tiny_config();
+    config.shards.count = shards;
+    let store = Store::new(dir.join("store"));
+    ingest_into(store.root(), &files, &config).unwrap();
+    let (_, prepared) = store.load().unwrap();
+    let t = Targets::new(&prepared).unwrap();
+    tch::set_num_threads(1);
+    let checkpoints = dir.join("checkpoints");
+    std::fs::create_dir_all(&checkpoints).unwrap();
+    (prepared, t, checkpoints)
+}
+
 /// An evaluation stopped after 2 epochs and resumed from its checkpoints to 4 gives the results
 /// of a straight 4-epoch run: every trained method, and per-user adaptation on the resumed
 /// `eemu` models. The shards' models differ in size (each embeds its own users), as on real data.
 #[test]
 fn a_resumed_evaluation_gives_the_results_of_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
-    let files = synth_files(&dir.path().join("in"), SynthFormat::Csv, 23);
-    let mut config = tiny_config();
-    config.shards.count = 8; // enough that some users have no row in some shard
-    let store = Store::new(dir.path().join("store"));
-    ingest_into(store.root(), &files, &config).unwrap();
-    let (_, prepared) = store.load().unwrap();
-    let t = Targets::new(&prepared).unwrap();
-    let sizes: Vec<i64> = (0..config.shards.count)
+    // 8 shards: enough that some users have no row in some shard.
+    let (prepared, t, checkpoints) = checkpointed(dir.path(), 23, 8);
+    let sizes: Vec<i64> = (0..8)
         .map(|s| ShardData::from_prepared(&prepared, Some(s)).new_model(&prepared, Device::Cpu).params.count())
         .collect();
     assert!(sizes.windows(2).any(|w| w[0] != w[1]), "the shards' models should differ in size: {sizes:?}");
-    tch::set_num_threads(1);
-    let checkpoints = dir.path().join("checkpoints");
-    std::fs::create_dir_all(&checkpoints).unwrap();
     let run = |epochs: usize, checkpoint_dir: Option<std::path::PathBuf>| {
         let options = EvalOptions {
             epochs,
@@ -223,16 +231,7 @@ fn a_resumed_evaluation_gives_the_results_of_an_uninterrupted_one() {
 #[test]
 fn the_adaptation_grid_is_read_back_for_the_same_models_only() {
     let dir = tempfile::tempdir().unwrap();
-    let files = synth_files(&dir.path().join("in"), SynthFormat::Csv, 29);
-    let mut config = tiny_config();
-    config.shards.count = 2;
-    let store = Store::new(dir.path().join("store"));
-    ingest_into(store.root(), &files, &config).unwrap();
-    let (_, prepared) = store.load().unwrap();
-    let t = Targets::new(&prepared).unwrap();
-    tch::set_num_threads(1);
-    let checkpoints = dir.path().join("checkpoints");
-    std::fs::create_dir_all(&checkpoints).unwrap();
+    let (prepared, t, checkpoints) = checkpointed(dir.path(), 29, 2);
     let s = |learning_rate: f64, steps: usize| AdaptSetting { learning_rate, steps };
     // The candidate rows of a 2-epoch evaluation of eemu-adapt over `grid`, in grid order.
     let run = |grid: Vec<AdaptSetting>, checkpoint_dir: Option<std::path::PathBuf>| {
@@ -302,16 +301,7 @@ fn the_adaptation_grid_is_read_back_for_the_same_models_only() {
 #[test]
 fn a_checkpoint_from_another_kind_of_cpu_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let files = synth_files(&dir.path().join("in"), SynthFormat::Csv, 31);
-    let mut config = tiny_config();
-    config.shards.count = 2;
-    let store = Store::new(dir.path().join("store"));
-    ingest_into(store.root(), &files, &config).unwrap();
-    let (_, prepared) = store.load().unwrap();
-    let t = Targets::new(&prepared).unwrap();
-    tch::set_num_threads(1);
-    let checkpoints = dir.path().join("checkpoints");
-    std::fs::create_dir_all(&checkpoints).unwrap();
+    let (prepared, t, checkpoints) = checkpointed(dir.path(), 31, 2);
     let run = |epochs: usize| {
         let options = EvalOptions {
             epochs,
