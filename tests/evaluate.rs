@@ -14,6 +14,21 @@ use eemu::train::ShardData;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tch::Device;
 
+/// Evaluation of `methods` for `epochs` epochs, validated every epoch, on CPU with 2 jobs;
+/// no clusters, no adaptation grid, no checkpoints (struct-update the rest).
+fn cpu_options(epochs: usize, methods: &[&str]) -> EvalOptions {
+    EvalOptions {
+        epochs,
+        eval_every: 1,
+        methods: methods.iter().map(|m| m.to_string()).collect(),
+        device: Device::Cpu,
+        jobs: 2,
+        batch_clusters: vec![],
+        adapt_grid: vec![],
+        checkpoint_dir: None,
+    }
+}
+
 #[test]
 fn every_method_is_evaluated_and_ranks_are_written() {
     let dir = tempfile::tempdir().unwrap();
@@ -24,18 +39,8 @@ fn every_method_is_evaluated_and_ranks_are_written() {
     ingest_into(store.root(), &files, &config).unwrap();
     let (manifest, prepared) = store.load().unwrap();
     tch::set_num_threads(1);
-    let methods: Vec<String> =
-        ["retrain", "mean", "eemu", "eemu-adapt", "eemu-batch"].iter().map(|s| s.to_string()).collect();
-    let options = EvalOptions {
-        epochs: 2,
-        eval_every: 1,
-        methods: methods.clone(),
-        device: Device::Cpu,
-        jobs: 2,
-        batch_clusters: vec![3, 6],
-        adapt_grid: vec![],
-        checkpoint_dir: None,
-    };
+    let methods = ["retrain", "mean", "eemu", "eemu-adapt", "eemu-batch"];
+    let options = EvalOptions { batch_clusters: vec![3, 6], ..cpu_options(2, &methods) };
     let results = evaluate(&prepared, &Targets::new(&prepared).unwrap(), &options).unwrap();
     let names: Vec<&str> = results.iter().map(|r| r.method.as_str()).collect();
     assert_eq!(names, ["retrain", "mean", "eemu", "eemu-adapt", "eemu-batch-3", "eemu-batch-6"]);
@@ -147,16 +152,7 @@ fn eval_adapt(
     let store = Store::new(dir.join(name));
     ingest_into(store.root(), files, &config).unwrap();
     let (_, prepared) = store.load().unwrap();
-    let options = EvalOptions {
-        epochs: 1,
-        eval_every: 1,
-        methods: methods.iter().map(|m| m.to_string()).collect(),
-        device: Device::Cpu,
-        jobs: 2,
-        batch_clusters: vec![],
-        adapt_grid,
-        checkpoint_dir: None,
-    };
+    let options = EvalOptions { adapt_grid, ..cpu_options(1, methods) };
     let t = Targets::new(&prepared).unwrap();
     let r = evaluate(&prepared, &t, &options).unwrap();
     let compared = paired(&prepared, &t, &r).unwrap().into_iter().map(|c| c.method).collect();
@@ -193,14 +189,9 @@ fn a_resumed_evaluation_gives_the_results_of_an_uninterrupted_one() {
     assert!(sizes.windows(2).any(|w| w[0] != w[1]), "the shards' models should differ in size: {sizes:?}");
     let run = |epochs: usize, checkpoint_dir: Option<std::path::PathBuf>| {
         let options = EvalOptions {
-            epochs,
-            eval_every: 1,
-            methods: ["retrain", "mean", "eemu", "eemu-adapt"].iter().map(|s| s.to_string()).collect(),
-            device: Device::Cpu,
-            jobs: 2,
-            batch_clusters: vec![],
             adapt_grid: vec![AdaptSetting { learning_rate: 1e-2, steps: 1 }],
             checkpoint_dir,
+            ..cpu_options(epochs, &["retrain", "mean", "eemu", "eemu-adapt"])
         };
         evaluate(&prepared, &t, &options).unwrap()
     };
@@ -235,16 +226,7 @@ fn the_adaptation_grid_is_read_back_for_the_same_models_only() {
     let s = |learning_rate: f64, steps: usize| AdaptSetting { learning_rate, steps };
     // The candidate rows of a 2-epoch evaluation of eemu-adapt over `grid`, in grid order.
     let run = |grid: Vec<AdaptSetting>, checkpoint_dir: Option<std::path::PathBuf>| {
-        let options = EvalOptions {
-            epochs: 2,
-            eval_every: 1,
-            methods: vec!["eemu-adapt".to_string()],
-            device: Device::Cpu,
-            jobs: 2,
-            batch_clusters: vec![],
-            adapt_grid: grid,
-            checkpoint_dir,
-        };
+        let options = EvalOptions { adapt_grid: grid, checkpoint_dir, ..cpu_options(2, &["eemu-adapt"]) };
         let rows = evaluate(&prepared, &t, &options).unwrap();
         rows.into_iter().filter(|r| r.candidate).collect::<Vec<_>>()
     };
@@ -303,16 +285,8 @@ fn a_checkpoint_from_another_kind_of_cpu_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let (prepared, t, checkpoints) = checkpointed(dir.path(), 31, 2);
     let run = |epochs: usize| {
-        let options = EvalOptions {
-            epochs,
-            eval_every: 1,
-            methods: vec!["mean".to_string(), "eemu".to_string()],
-            device: Device::Cpu,
-            jobs: 2,
-            batch_clusters: vec![],
-            adapt_grid: vec![],
-            checkpoint_dir: Some(checkpoints.clone()),
-        };
+        let options =
+            EvalOptions { checkpoint_dir: Some(checkpoints.clone()), ..cpu_options(epochs, &["mean", "eemu"]) };
         evaluate(&prepared, &t, &options)
     };
     run(1).unwrap();
