@@ -2,6 +2,8 @@
 //! items masked, ties broken by item order), HR@K and NDCG@K for K = 10 and 20 over every user
 //! with a test item. Methods compared on the same split and seed:
 //!
+//! - `popularity`: every user gets the items in order of training degree (no model, no
+//!   training): the floor a trained method has to clear;
 //! - `retrain`: one model on all training rows, plain training (the gold standard);
 //! - `mean`: the store's S shards, plain training, mean of the shard scores;
 //! - `eemu`: the store's S shards with the configured algorithm, mean of the shard scores;
@@ -118,12 +120,20 @@ pub fn rank_of(scores: &[f32], target: usize, masked: &[u32]) -> usize {
         .count()
 }
 
-/// Ranks of the validation and test items of every evaluated user under mean scores.
+/// Ranks of the validation and test items of every evaluated user under mean scores
+/// [evaluated users x items], row-major.
 fn ranks(scores: &[f32], t: &Targets) -> (Vec<usize>, Vec<usize>) {
     let n = t.n_items;
+    ranks_by(t, |k| &scores[k * n..(k + 1) * n])
+}
+
+/// Ranks of the validation and test items of every evaluated user, `row(k)` scoring every item
+/// for the k-th evaluated user.
+fn ranks_by<'a>(t: &Targets, row: impl Fn(usize) -> &'a [f32]) -> (Vec<usize>, Vec<usize>) {
     let mut valid = Vec::new();
     let mut test = Vec::with_capacity(t.users.len());
-    for (k, row) in scores.chunks(n).enumerate() {
+    for k in 0..t.users.len() {
+        let row = row(k);
         if let Some(v) = t.valid[k] {
             valid.push(rank_of(row, v as usize, &t.train_items[k]));
         }
@@ -183,8 +193,10 @@ pub fn adaptation_sets(t: &Targets, seed: u64, size: usize, temperature: f64) ->
 pub struct MethodResult {
     pub method: String,
     pub shards: usize,
-    pub algorithm: Algorithm,
-    /// Epoch chosen on the validation item.
+    /// The training algorithm; none for `popularity`, which trains nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<Algorithm>,
+    /// Epoch chosen on the validation item (0 for `popularity`).
     pub epoch: usize,
     pub validation: Metrics,
     pub test: Metrics,
@@ -400,7 +412,7 @@ fn run_method(
     let result = MethodResult {
         method: name.to_string(),
         shards: shards.len(),
-        algorithm,
+        algorithm: Some(algorithm),
         epoch,
         validation,
         test,
@@ -441,6 +453,9 @@ pub fn evaluate(p: &Prepared, t: &Targets, o: &EvalOptions) -> Result<Vec<Method
         }
     }
     let mut results = Vec::new();
+    if want("popularity") {
+        results.push(popularity(t));
+    }
     for method in &trained {
         let name = method.name;
         let (r, mut models) = run_method(method, p, t, o, &pool)?;
@@ -466,6 +481,28 @@ pub fn evaluate(p: &Prepared, t: &Targets, o: &EvalOptions) -> Result<Vec<Method
         }
     }
     Ok(results)
+}
+
+/// The `popularity` baseline: every user's scores are the items' training degrees (training rows
+/// of all shards), so items rank by popularity, ties by item order, the user's training items
+/// masked as for every method.
+fn popularity(t: &Targets) -> MethodResult {
+    let start = Instant::now();
+    let scores: Vec<f32> = t.degree.iter().map(|&d| d as f32).collect();
+    let (valid, test) = ranks_by(t, |_| &scores);
+    MethodResult {
+        method: "popularity".to_string(),
+        shards: 1,
+        algorithm: None,
+        epoch: 0,
+        validation: Metrics::from_ranks(&valid),
+        test: Metrics::from_ranks(&test),
+        validation_curve: vec![],
+        train_seconds: start.elapsed().as_secs_f64(),
+        adaptation: None,
+        candidate: false,
+        test_ranks: test,
+    }
 }
 
 /// The ranks of the `eemu` models under one per-user adaptation setting.
@@ -698,15 +735,20 @@ pub fn table(results: &[MethodResult]) -> String {
             Some(base) if base > 0.0 => format!("{:+.1}%", 100.0 * (r.test.hr10 - base) / base),
             _ => "-".into(),
         };
-        let alg =
-            serde_json::to_value(r.algorithm).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let (alg, epoch) = match r.algorithm {
+            Some(a) => (
+                serde_json::to_value(a).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                r.epoch.to_string(),
+            ),
+            None => ("-".to_string(), "-".to_string()),
+        };
         let t = &r.test;
         s.push_str(&format!(
             "{:<w$} {:>6} {:>9} {:>6} {:>9.2} {:>13} {:>13} {:>13} {:>13} {:>11}\n",
             r.method,
             r.shards,
             alg,
-            r.epoch,
+            epoch,
             100.0 * r.validation.hr10,
             pm(t.hr10, t.hr10_se),
             pm(t.ndcg10, t.ndcg10_se),

@@ -312,3 +312,51 @@ fn a_checkpoint_from_another_kind_of_cpu_is_refused_and_left_alone() {
     let after = (std::fs::read(&path).unwrap(), std::fs::read(checkpoints.join("mean.safetensors")).unwrap());
     assert!(before == after, "a refused evaluation must leave the checkpoints alone");
 }
+
+/// The `popularity` baseline ranks the held-out item among the items the user has not trained
+/// on by training degree (training rows of every shard), ties by item order; it trains nothing.
+/// Expected ranks are counted here straight from the store's rows and split.
+#[test]
+fn popularity_ranks_the_unseen_items_by_training_degree() {
+    use eemu::data::split::Split;
+    let dir = tempfile::tempdir().unwrap();
+    let (prepared, t, _) = checkpointed(dir.path(), 37, 2);
+    let results = evaluate(&prepared, &t, &cpu_options(1, &["popularity"])).unwrap();
+    assert_eq!(results.len(), 1);
+    let r = &results[0];
+    assert_eq!((r.method.as_str(), r.shards, r.algorithm, r.epoch), ("popularity", 1, None, 0));
+
+    let x = &prepared.dataset.interactions;
+    let n_items = prepared.dataset.items.len();
+    let n_users = prepared.dataset.users.len();
+    let mut degree = vec![0usize; n_items];
+    let mut seen = vec![std::collections::BTreeSet::new(); n_users];
+    let mut test = vec![None; n_users];
+    for row in 0..x.len() {
+        let (u, i) = (x.user[row] as usize, x.item[row] as usize);
+        match prepared.split[row] {
+            Split::Train => {
+                degree[i] += 1;
+                seen[u].insert(i);
+            }
+            Split::Test => test[u] = Some(i),
+            Split::Valid => {}
+        }
+    }
+    let expected: Vec<usize> = (0..n_users)
+        .filter_map(|u| test[u].map(|target| (u, target)))
+        .map(|(u, target)| {
+            (0..n_items)
+                .filter(|&i| i != target && !seen[u].contains(&i))
+                .filter(|&i| degree[i] > degree[target] || (degree[i] == degree[target] && i < target))
+                .count()
+        })
+        .collect();
+    assert_eq!(expected.len(), t.users.len());
+    assert_eq!(r.test_ranks, expected);
+    // Degrees do differ here, so the test above is not about ties alone.
+    assert!(degree.iter().any(|&d| d != degree[0]));
+    let text = table(&results);
+    let line = text.lines().find(|l| l.starts_with("popularity")).expect("a popularity row");
+    assert_eq!(line.split_whitespace().take(4).collect::<Vec<_>>(), ["popularity", "1", "-", "-"], "{text}");
+}

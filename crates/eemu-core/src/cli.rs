@@ -184,9 +184,10 @@ pub struct EvaluateArgs {
     /// Evaluate on validation every N epochs (the best of these epochs is reported).
     #[arg(long, default_value_t = 1)]
     pub eval_every: usize,
-    /// Methods, comma-separated: retrain, mean, eemu, eemu-adapt (per-user adaptation), eemu-batch
-    /// (batch mode with each of --batch-clusters).
-    #[arg(long, value_delimiter = ',', default_value = "retrain,mean,eemu,eemu-adapt,eemu-batch")]
+    /// Methods, comma-separated: popularity (items by training degree, no model: the floor),
+    /// retrain, mean, eemu, eemu-adapt (per-user adaptation), eemu-batch (batch mode with each of
+    /// --batch-clusters).
+    #[arg(long, value_delimiter = ',', default_value = "popularity,retrain,mean,eemu,eemu-adapt,eemu-batch")]
     pub methods: Vec<String>,
     /// Consensus cluster counts K of eemu-batch (batch mode, paper Algorithm 3), comma-separated
     #[arg(long, value_delimiter = ',', default_value = "10,25,50")]
