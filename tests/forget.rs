@@ -80,6 +80,47 @@ fn models(store: &Path) -> BTreeMap<String, Vec<u8>> {
     common::snapshot(&store.join("shards")).into_iter().filter(|(k, _)| k.ends_with("model.safetensors")).collect()
 }
 
+/// Writes `d/filtered.csv` and `d/filtered-users.csv`: the input without the rows and the user
+/// that `d/req.csv` deletes.
+fn write_filtered(d: &Path, pair: &(String, String)) {
+    let kept: Vec<String> = std::fs::read_to_string(d.join("in/interactions.csv"))
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            f[0] != USER && !(f[0] == pair.0 && f[1] == pair.1)
+        })
+        .map(str::to_string)
+        .collect();
+    std::fs::write(d.join("filtered.csv"), kept.join("\n") + "\n").unwrap();
+    let users: Vec<String> = std::fs::read_to_string(d.join("in/users.csv"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{USER},")))
+        .map(str::to_string)
+        .collect();
+    std::fs::write(d.join("filtered-users.csv"), users.join("\n") + "\n").unwrap();
+}
+
+/// After `forget`, store `a` equals store `b` ingested from the filtered input: same dataset and
+/// lineages, byte-identical models when every shard of `b` is trained from scratch, and
+/// byte-identical recommendations.
+fn assert_equals_filtered_ingest(d: &Path, pair: &(String, String)) {
+    write_filtered(d, pair);
+    ingest(d, "b", "filtered.csv", "filtered-users.csv");
+    let (ma, mb) = (json(&d.join("a/manifest.json")), json(&d.join("b/manifest.json")));
+    assert_eq!(ma["dataset"]["id"], mb["dataset"]["id"]);
+    assert_eq!(ma["shards"], mb["shards"]);
+    ok(eemu(&["train", "--store", "b", "--device", "cpu"], d));
+    let (a, b) = (models(&d.join("a")), models(&d.join("b")));
+    assert_eq!(a.len(), 3);
+    assert_eq!(a, b, "shard models differ from training on the filtered input");
+    ok(eemu(&["nightly", "--store", "b", "--device", "cpu"], d));
+    assert_eq!(latest(&d.join("a")), latest(&d.join("b")));
+    let file = format!("runs/{}/recommendations.parquet", latest(&d.join("a")));
+    assert_eq!(std::fs::read(d.join("a").join(&file)).unwrap(), std::fs::read(d.join("b").join(&file)).unwrap());
+}
+
 #[test]
 fn forget_leaves_no_trace_and_equals_training_on_the_filtered_input() {
     let dir = tempfile::tempdir().unwrap();
@@ -119,39 +160,30 @@ fn forget_leaves_no_trace_and_equals_training_on_the_filtered_input() {
     assert_eq!(report["run"].as_str().unwrap(), latest(&d.join("a")));
     assert!(std::fs::read_to_string(d.join("a/reports/unlearning-1.txt")).unwrap().contains("shards retrained"));
 
-    // A store ingested from the filtered input has the same dataset and lineages ...
-    let kept: Vec<String> = std::fs::read_to_string(d.join("in/interactions.csv"))
-        .unwrap()
-        .lines()
-        .filter(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            f[0] != USER && !(f[0] == pair.0 && f[1] == pair.1)
-        })
-        .map(str::to_string)
-        .collect();
-    std::fs::write(d.join("filtered.csv"), kept.join("\n") + "\n").unwrap();
-    let users: Vec<String> = std::fs::read_to_string(d.join("in/users.csv"))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with(&format!("{USER},")))
-        .map(str::to_string)
-        .collect();
-    std::fs::write(d.join("filtered-users.csv"), users.join("\n") + "\n").unwrap();
-    ingest(d, "b", "filtered.csv", "filtered-users.csv");
-    let (ma, mb) = (json(&d.join("a/manifest.json")), json(&d.join("b/manifest.json")));
-    assert_eq!(ma["dataset"]["id"], mb["dataset"]["id"]);
-    assert_eq!(ma["shards"], mb["shards"]);
-    // ... byte-identical models when every shard is trained from scratch (retrained shards of a
-    // and the untouched ones alike) ...
-    ok(eemu(&["train", "--store", "b", "--device", "cpu"], d));
-    let (a, b) = (models(&d.join("a")), models(&d.join("b")));
-    assert_eq!(a.len(), 3);
-    assert_eq!(a, b, "shard models differ from training on the filtered input");
-    // ... and byte-identical recommendations.
-    ok(eemu(&["nightly", "--store", "b", "--device", "cpu"], d));
-    assert_eq!(latest(&d.join("a")), latest(&d.join("b")));
-    let file = format!("runs/{}/recommendations.parquet", latest(&d.join("a")));
-    assert_eq!(std::fs::read(d.join("a").join(&file)).unwrap(), std::fs::read(d.join("b").join(&file)).unwrap());
+    // A store ingested from the filtered input has the same dataset, lineages, models and
+    // recommendations.
+    assert_equals_filtered_ingest(d, &pair);
+}
+
+/// With `assignment = "balanced"`, deleting a row can move the user's other rows to other
+/// shards: every shard whose rows changed is retrained, and the result is still exactly that of
+/// the filtered input.
+#[test]
+fn forget_is_exact_with_balanced_assignment_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pair = setup(d);
+    let mut config = common::pipeline_config();
+    config.shards.assignment = eemu::config::ShardAssignment::Balanced;
+    common::write_config(&d.join("tiny.toml"), &config);
+    ingest(d, "a", "in/interactions.csv", "in/users.csv");
+    let before = json(&d.join("a/manifest.json"));
+    assert_eq!(before["config"]["shards"]["assignment"], "balanced", "{before}");
+    ok(eemu(&["nightly", "--store", "a", "--device", "cpu"], d));
+    ok(eemu(&["forget", "--requests", "req.csv", "--store", "a", "--device", "cpu"], d));
+    let out = ok(eemu(&["verify", "--store", "a"], d));
+    assert!(out.contains("ok: every stored artifact"), "{out}");
+    assert_equals_filtered_ingest(d, &pair);
 }
 
 #[test]
