@@ -25,7 +25,7 @@ use tracing::info;
 use crate::cluster::{self, ConsensusMethod, KMeansSettings, ShardLabels};
 use crate::config::{ClusterConfig, Config, ConsensusChoice};
 use crate::data::split::Split;
-use crate::model::TwoTower;
+use crate::model::{gather_rows, TwoTower};
 use crate::output::{Source, UserTopK};
 use crate::store::{Manifest, Prepared, Store, MODEL_FILE};
 use crate::train::{hinge, stream, Adam, ShardData};
@@ -384,7 +384,7 @@ pub fn specialize_at(
     for &target in step_counts {
         while done < target {
             let p = model.params.views(&adapted);
-            let u = model.user_vectors(&p, &user_ids).index_select(0, &owner);
+            let u = gather_rows(&model.user_vectors(&p, &user_ids), &owner);
             let v = model.item_vectors(&p, &items);
             let s_pos = (&u * v.narrow(0, 0, m)).sum_dim_intlist(1, false, Kind::Float);
             let s_neg = (&u * v.narrow(0, m, m)).sum_dim_intlist(1, false, Kind::Float);

@@ -372,11 +372,21 @@ impl TwoTower {
     }
 }
 
+/// Rows `idx` of `t`: the same values as `t.index_select(0, idx)`, gathered through
+/// `embedding` for the backward pass. On CUDA `index_select`'s backward adds the gradients of
+/// repeated rows with atomic adds, in whatever order the threads run (PyTorch lists it among the
+/// nondeterministic operations), so two trainings can differ in the last bits; `embedding`'s
+/// backward is not on that list. On the CPU both add in index order: the same bytes (measured:
+/// every training algorithm gives the model file of `index_select`).
+pub fn gather_rows(t: &Tensor, idx: &Tensor) -> Tensor {
+    Tensor::embedding(t, idx, -1, false, false)
+}
+
 fn side_forward(spec: &SideSpec, inputs: &SideInputs, p: &[Tensor], rows: &Tensor) -> Tensor {
     let mut k = spec.first_param;
     let mut parts = Vec::with_capacity(spec.tables.len() + spec.multi_hot.len() + spec.dense.len());
     for idx in &inputs.tables {
-        parts.push(p[k].index_select(0, &idx.index_select(0, rows)));
+        parts.push(gather_rows(&p[k], &idx.index_select(0, rows)));
         k += 1;
     }
     for m in &inputs.multi_hot {
@@ -409,6 +419,24 @@ mod tests {
     fn entities(ids: Vec<i64>, labels: &[&str]) -> Entities {
         let labels: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
         Entities { ids: Ids::Int(ids), features: vec![Feature::categorical("f", &labels)] }
+    }
+
+    #[test]
+    fn gather_rows_gives_index_selects_values_and_gradients() {
+        tch::manual_seed(3);
+        let t = Tensor::randn([6, 4], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        // Repeated rows: their gradients add up.
+        let idx = Tensor::from_slice(&[4i64, 0, 4, 2, 4, 0]);
+        let w = Tensor::randn([6, 4], (Kind::Float, Device::Cpu));
+        let (a, b) = (gather_rows(&t, &idx), t.index_select(0, &idx));
+        assert!(a.equal(&b));
+        let ga = Tensor::run_backward(&[(&a * &w).sum(Kind::Float)], &[&t], false, false).remove(0);
+        let gb = Tensor::run_backward(&[(&b * &w).sum(Kind::Float)], &[&t], false, false).remove(0);
+        assert!(ga.equal(&gb), "{ga} {gb}");
+        // Row 4 was picked three times, row 1 never.
+        let want = w.get(0) + w.get(2) + w.get(4);
+        assert!(ga.get(4).allclose(&want, 1e-6, 1e-6, false));
+        assert_eq!(ga.get(1).abs().sum(Kind::Float).double_value(&[]), 0.0);
     }
 
     fn small() -> ModelConfig {

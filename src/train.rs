@@ -36,7 +36,7 @@ use tch::{Kind, Tensor};
 
 use crate::config::{Algorithm, InnerLoop, TrainConfig};
 use crate::data::split::Split;
-use crate::model::TwoTower;
+use crate::model::{gather_rows, TwoTower};
 use crate::store::lineage::validation_items;
 use crate::store::Prepared;
 
@@ -297,7 +297,7 @@ fn batch_loss(model: &TwoTower, users: Vec<u32>, owner: &[i64], items: [&[i64]; 
     let p = &model.params.views(&model.params.flat);
     let users: Vec<i64> = users.into_iter().map(i64::from).collect();
     let u = model.user_vectors(p, &Tensor::from_slice(&users).to_device(device));
-    let u = u.index_select(0, &Tensor::from_slice(owner).to_device(device));
+    let u = gather_rows(&u, &Tensor::from_slice(owner).to_device(device));
     let all: Vec<i64> = items.iter().flat_map(|v| v.iter().copied()).collect();
     let v = model.item_vectors(p, &Tensor::from_slice(&all).to_device(device));
     let n = owner.len() as i64;
@@ -326,7 +326,7 @@ fn users_loss(model: &TwoTower, flat: &Tensor, users: &[u32], prs: &[Pairs], mar
         inb.extend_from_slice(&pr.in_batch);
     }
     let n = owner.len() as i64;
-    let u = u.index_select(0, &Tensor::from_slice(&owner).to_device(device));
+    let u = gather_rows(&u, &Tensor::from_slice(&owner).to_device(device));
     let all: Vec<i64> = pos.into_iter().chain(uni).chain(inb).collect();
     let v = model.item_vectors(p, &Tensor::from_slice(&all).to_device(device));
     let score = |k: i64| (&u * v.narrow(0, k * n, n)).sum_dim_intlist(1, false, Kind::Float);

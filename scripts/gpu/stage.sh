@@ -8,6 +8,7 @@
 #   scripts/gpu/ml-100k-fomaml-lr.sh  ml-100k, FOMAML at outer learning rates 5e-4 and 1e-3
 #   scripts/gpu/ml-1m-tuned.sh        ml-1m-partial, RETRAIN and Mean at learning rates 5e-4 to 2e-3
 #   scripts/gpu/cpu-kernels.sh        the CPU kernel caps on the GPU machine's CPU: same bytes as the development machine?
+#   scripts/gpu/cuda-determinism.sh  does training on CUDA give the same model files twice?
 # The data is licensed: gpu-run/ is git-ignored and must stay so.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
