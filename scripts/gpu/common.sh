@@ -50,6 +50,24 @@ wait_for() {
     grep -ih "evaluated\|warn\|error" "$OUT/${x%%:*}.log" | sed 's/^20[-0-9T:.]*Z *//'
   done
 }
+# kernel_hashes: shard 0 of a small synthetic store ($W/in, made here if absent), one FOMAML
+# epoch on the CPU, with the kernel caps (eemu's default) and with the native kernels; prints each
+# model file's SHA-256 next to the development machine's (AMD EPYC with AVX-512, 2026-11-27).
+kernel_hashes() {
+  sed 's/^epochs = 5$/epochs = 1/' configs/demo.toml > $W/t.toml
+  [ -f $W/in/interactions.csv ] ||
+    $B/eemu synth --out $W/in --seed 7 --users 150 --items 100 --interactions-per-user 10..20 -q
+  local m
+  for m in capped native; do
+    $B/eemu ingest --config $W/t.toml --input $W/in/interactions.csv --users $W/in/users.csv \
+      --items $W/in/items.csv --store $W/k-$m -q
+  done
+  $B/eemu train --store $W/k-capped --device cpu --shard 0 -q
+  MKL_CBWR= ATEN_CPU_CAPABILITY=avx512 ONEDNN_MAX_CPU_ISA=ALL $B/eemu train --store $W/k-native --device cpu --shard 0 -q
+  stamp "shard 0 model files (development machine: capped 96d13d9518b346f1688c6d4e9fdf0b220161d3430a707323ff1915dc232fbeb3, native 0e0816e25e7f8c7b6ca1d518b9a21d239ef8aa7b3894a89ce89d60b6215d31ea)"
+  sha256sum $W/k-*/shards/0/*/model.safetensors
+  grep -h '"cpu' $W/k-*/shards/0/*/train-log.json | sort | uniq
+}
 # finish: packs everything under $OUT into $OUT/out.tgz (the device tool brings back at most
 # eight files from $OUT) and prints its contents.
 finish() {

@@ -10,17 +10,7 @@
 #    14.53, 15.48, 13.89, 17.82, 13.57 at epochs 10 to 100 (chosen epoch 90, test HR@10 10.50).
 # Needs gpu-run/ (scripts/gpu/stage.sh). Run with DEADLINE=540 or so.
 source "$(dirname "$0")/common.sh"
-sed 's/^epochs = 5$/epochs = 1/' configs/demo.toml > $W/t.toml
-$B/eemu synth --out $W/in --seed 7 --users 150 --items 100 --interactions-per-user 10..20 -q
-for m in capped native; do
-  $B/eemu ingest --config $W/t.toml --input $W/in/interactions.csv --users $W/in/users.csv \
-    --items $W/in/items.csv --store $W/k-$m -q
-done
-$B/eemu train --store $W/k-capped --device cpu --shard 0 -q
-MKL_CBWR= ATEN_CPU_CAPABILITY=avx512 ONEDNN_MAX_CPU_ISA=ALL $B/eemu train --store $W/k-native --device cpu --shard 0 -q
-stamp "shard 0 model files (development machine: capped 96d13d9518b346f1688c6d4e9fdf0b220161d3430a707323ff1915dc232fbeb3, native 0e0816e25e7f8c7b6ca1d518b9a21d239ef8aa7b3894a89ce89d60b6215d31ea)"
-sha256sum $W/k-*/shards/0/*/model.safetensors
-grep -h cpu_kernels $W/k-*/shards/0/*/train-log.json
+kernel_hashes
 ingest_lr configs/ml-100k-reptile.toml 5e-4 ml-100k $W/ml-100k $W/r5e-4
 ev retrain-5e-4 $W/r5e-4 cpu retrain & P1=$!
 wait_for retrain-5e-4:$P1

@@ -50,13 +50,5 @@ DEADLINE=$(( $(date +%s) - T0 + 300 )) wait_for retrain-1:$P1 retrain-2:$P2 mean
 for n in retrain mean; do
   echo "$n rank files: $(sha256sum $OUT/$n-1.parquet | cut -c1-16) $(sha256sum $OUT/$n-2.parquet | cut -c1-16)"
 done
-stamp "CPU kernels (development machine, AMD EPYC: capped 96d13d9518b346f1, native 0e0816e25e7f8c7b)"
-sed 's/^epochs = 5$/epochs = 1/' configs/demo.toml > $W/t.toml
-$B/eemu synth --out $W/kin --seed 7 --users 150 --items 100 --interactions-per-user 10..20 -q
-for m in capped native; do
-  $B/eemu ingest --config $W/t.toml --input $W/kin/interactions.csv --users $W/kin/users.csv --items $W/kin/items.csv --store $W/k-$m -q
-done
-$B/eemu train --store $W/k-capped --device cpu --shard 0 -q
-MKL_CBWR= ATEN_CPU_CAPABILITY=avx512 ONEDNN_MAX_CPU_ISA=ALL $B/eemu train --store $W/k-native --device cpu --shard 0 -q
-sha256sum $W/k-*/shards/0/*/model.safetensors; grep -h '"cpu' $W/k-*/shards/0/*/train-log.json | sort | uniq
+kernel_hashes
 finish
