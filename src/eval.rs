@@ -701,7 +701,7 @@ pub fn write_ranks(path: &std::path::Path, p: &Prepared, t: &Targets, results: &
 /// `eemu compare --ranks` on the `--ranks-out` file gives the same numbers). Empty when neither
 /// baseline was evaluated or no user has a test item.
 pub fn paired(p: &Prepared, t: &Targets, results: &[MethodResult]) -> Result<Vec<crate::compare::Comparison>> {
-    use crate::compare::{compare, pairs, MethodRanks, Settings};
+    use crate::compare::{compare_runs, pairs, MethodRanks, Settings};
     let id = |u: u32| match &p.dataset.users.ids {
         crate::data::Ids::Int(v) => v[u as usize].to_string(),
         crate::data::Ids::Str(v) => v[u as usize].clone(),
@@ -718,7 +718,7 @@ pub fn paired(p: &Prepared, t: &Targets, results: &[MethodResult]) -> Result<Vec
     if all.len() < 2 || t.users.is_empty() || !all.iter().any(|m| m.name == "retrain" || m.name == "mean") {
         return Ok(Vec::new());
     }
-    pairs(&all, &[], &[])?.into_iter().map(|(m, b)| compare(m, b, &Settings::default())).collect()
+    pairs(&all, &[], &[])?.iter().map(|(m, b)| compare_runs(m, b, &Settings::default())).collect()
 }
 
 /// The results as a table, with each method's HR@10 change versus RETRAIN (like the paper's Table 3).

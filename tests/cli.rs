@@ -288,6 +288,23 @@ fn compare_pairs_users_across_rank_files_and_names_bad_rows() {
     assert!(eemu(&args, d).status.success());
     assert_eq!(first, std::fs::read(d.join("c.json")).unwrap());
 
+    // Runs pooled with +: the baseline's per-user hit is the mean of mean's and eemu's
+    // (users 1 and 2: 1; user 5: 1/2; others 0), so HR@2 2.5/6 against retrain's 4/6.
+    let pooled = ["compare", "--ranks", "a.csv", "--ranks", "tuned=b.csv", "--k", "2", "--resamples", "500"];
+    let o =
+        eemu(&[&pooled[..], &["--baseline", "tuned:mean+eemu", "--methods", "retrain", "--out", "p.json"]].concat(), d);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(text(&o).0.contains("A+B: runs pooled"), "{}", text(&o).0);
+    let p: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("p.json")).unwrap()).unwrap();
+    let row = &p["comparisons"][0];
+    assert_eq!((row["method"].as_str(), row["baseline"].as_str()), (Some("a:retrain"), Some("tuned:mean+tuned:eemu")));
+    assert_eq!((row["method_runs"].as_u64(), row["baseline_runs"].as_u64()), (Some(1), Some(2)));
+    assert!((row["hr"]["relative"].as_f64().unwrap() - 0.6).abs() < 1e-12, "{row}");
+    assert_eq!((row["hits_only_method"].as_u64(), row["hits_only_baseline"].as_u64()), (Some(2), Some(1)));
+    let o = eemu(&[&pooled[..], &["--baseline", "tuned:mean+zz"]].concat(), d);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("no method zz"), "{:?}", text(&o));
+
     // A user listed twice for a method: exit 3, naming the file, line and column.
     std::fs::write(d.join("dup.csv"), "method,user_id,rank\nmean,1,0\nmean,1,3\n").unwrap();
     let o = eemu(&["compare", "--ranks", "dup.csv"], d);

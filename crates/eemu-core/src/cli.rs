@@ -105,6 +105,14 @@ files; their methods are then called LABEL:METHOD:
 
   eemu compare --ranks r5e-4=retrain.parquet --ranks r2e-3=tuned.parquet --baseline r2e-3:mean
 
+One training can sit far from another at a different seed. Runs of one method at several seeds
+(same split) are pooled by joining their names with +: each user's hit is then the mean over the
+runs, and each resample also draws the runs with replacement, so the interval covers the seed
+spread as well as the users:
+
+  eemu compare --ranks m0=mean-s0.parquet --ranks m1=mean-s1.parquet --ranks f0=fomaml-s0.parquet \\
+    --ranks f1=fomaml-s1.parquet --baseline m0:mean+m1:mean --methods f0:eemu-adapt+f1:eemu-adapt
+
 Exit codes: 0 success, 1 failure, 2 invalid command line, 3 invalid rank file (the message names
 the file, row and column).";
 
@@ -115,11 +123,12 @@ pub struct CompareArgs {
     /// LABEL:METHOD, LABEL defaulting to the file name without its extension
     #[arg(long = "ranks", value_name = "[LABEL=]FILE", required = true)]
     pub ranks: Vec<String>,
-    /// Baselines, comma-separated; a name may leave out its LABEL: when that is unambiguous
-    /// (default: retrain and mean, where the files hold them)
+    /// Baselines, comma-separated; a name may leave out its LABEL: when that is unambiguous, and
+    /// A+B pools runs (e.g. seeds) into one (default: retrain and mean, where the files hold them)
     #[arg(long, value_delimiter = ',')]
     pub baseline: Vec<String>,
-    /// Methods to compare with each baseline, comma-separated (default: all the others)
+    /// Methods to compare with each baseline, comma-separated, A+B pooling runs as for
+    /// --baseline (default: all the others)
     #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,
     /// Cut-off K of HR@K and NDCG@K

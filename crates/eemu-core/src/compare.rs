@@ -6,6 +6,7 @@
 //! with replacement, seeded), and McNemar's exact test on the users that only one of the two hits.
 //! On MovieLens 100K (943 users) one unpaired standard error of HR@10 is about as large as a 10%
 //! margin; pairing removes the part of the noise the two methods share.
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -153,65 +154,85 @@ pub struct Comparison {
     pub method: String,
     pub baseline: String,
     pub users: usize,
+    /// Runs pooled on each side (one unless several runs were named as `A+B`).
+    pub method_runs: usize,
+    pub baseline_runs: usize,
     pub k: usize,
     pub hr: Paired,
     pub ndcg: Paired,
-    /// Users whose test item only the method ranks in the top K.
+    /// Users whose test item only the method ranks in the top K (with several runs: users whose
+    /// mean hit over the runs is higher for the method).
     pub hits_only_method: usize,
-    /// Users whose test item only the baseline ranks in the top K.
+    /// Users whose test item only the baseline ranks in the top K (likewise).
     pub hits_only_baseline: usize,
-    /// McNemar's exact two-sided p-value (binomial test on the users only one of the two hits).
+    /// McNemar's exact two-sided p-value (binomial test on the users only one of the two hits); with
+    /// several runs on a side, a paired sign-flip test of the per-user mean hits, which is the same
+    /// test on 0/1 hits.
     pub mcnemar_p: f64,
 }
 
 /// Compares `method` with `baseline`. Both must rank the same users (the same split).
 pub fn compare(method: &MethodRanks, baseline: &MethodRanks, s: &Settings) -> Result<Comparison> {
+    compare_runs(&[method], &[baseline], s)
+}
+
+/// Compares runs of a method with runs of a baseline (each side one run or several, e.g. the same
+/// method trained at several seeds), paired over the users; every run must rank the same users.
+/// Each user's HR and NDCG gain on a side is the mean over that side's runs. Each bootstrap
+/// resample first draws each side's runs with replacement (where it has more than one, so the
+/// seed spread widens the interval) and then the users. With one run per side this is the plain
+/// paired comparison: the same draws, and `hits_only_*` and McNemar's test on the users one of the
+/// two hits. With several runs `hits_only_*` count the users whose mean hit is higher on one side,
+/// and the p-value is a paired sign-flip test of the mean hit, which on 0/1 hits is McNemar's.
+pub fn compare_runs(method: &[&MethodRanks], baseline: &[&MethodRanks], s: &Settings) -> Result<Comparison> {
     if s.k == 0 || s.resamples == 0 {
         bail!("K and the number of resamples must be at least 1");
     }
-    if method.ranks.len() != baseline.ranks.len() || method.ranks.keys().ne(baseline.ranks.keys()) {
-        let only = |a: &MethodRanks, b: &MethodRanks| a.ranks.keys().filter(|u| !b.ranks.contains_key(*u)).count();
-        let example = method
-            .ranks
-            .keys()
-            .find(|u| !baseline.ranks.contains_key(*u))
-            .or_else(|| baseline.ranks.keys().find(|u| !method.ranks.contains_key(*u)))
-            .cloned()
-            .unwrap_or_default();
-        bail!(
-            "{} ({}) and {} ({}) do not rank the same users ({} only in the first, {} only in the second, \
-             e.g. user {example}); a paired comparison needs the same split",
-            method.name,
-            method.file.display(),
-            baseline.name,
-            baseline.file.display(),
-            only(method, baseline),
-            only(baseline, method)
-        );
+    let (Some(first), false) = (method.first(), baseline.is_empty()) else {
+        bail!("a comparison needs at least one run of the method and one of the baseline");
+    };
+    for other in method[1..].iter().chain(baseline) {
+        same_users(first, other)?;
     }
     let gain = |r: u64| ndcg_gain(r, s.k);
-    // Users in id order (the BTreeMap's), so the resampling does not depend on file order.
-    let a: Vec<f64> = method.ranks.values().map(|&r| gain(r)).collect();
-    let b: Vec<f64> = baseline.ranks.values().map(|&r| gain(r)).collect();
-    let n = a.len();
-    if n == 0 {
-        bail!("{} and {} rank no users", method.name, baseline.name);
-    }
     let hit = |g: f64| if g > 0.0 { 1.0 } else { 0.0 };
-    let (ha, hb): (Vec<f64>, Vec<f64>) = (a.iter().map(|&g| hit(g)).collect(), b.iter().map(|&g| hit(g)).collect());
-    let only_a = ha.iter().zip(&hb).filter(|(x, y)| **x > **y).count();
-    let only_b = ha.iter().zip(&hb).filter(|(x, y)| **x < **y).count();
+    // Per run, users in id order (the BTreeMap's), so the resampling does not depend on file order.
+    let gains = |runs: &[&MethodRanks]| -> Vec<Vec<f64>> {
+        runs.iter().map(|m| m.ranks.values().map(|&r| gain(r)).collect()).collect()
+    };
+    let (ga, gb) = (gains(method), gains(baseline));
+    let hits =
+        |g: &[Vec<f64>]| -> Vec<Vec<f64>> { g.iter().map(|run| run.iter().map(|&x| hit(x)).collect()).collect() };
+    let (ha, hb) = (hits(&ga), hits(&gb));
+    let n = first.ranks.len();
+    if n == 0 {
+        bail!("{} and {} rank no users", pool_name(method), pool_name(baseline));
+    }
+    let all_runs: Vec<usize> = (0..ha.len().max(hb.len())).collect();
+    let (ma, mb) = (per_user_mean(&ha, &all_runs[..ha.len()]), per_user_mean(&hb, &all_runs[..hb.len()]));
+    let only_a = ma.iter().zip(mb.iter()).filter(|(x, y)| **x > **y).count();
+    let only_b = ma.iter().zip(mb.iter()).filter(|(x, y)| **x < **y).count();
 
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
     let (mut hr_rel, mut ndcg_rel) = (Vec::with_capacity(s.resamples), Vec::with_capacity(s.resamples));
+    let draw_runs = |rng: &mut ChaCha8Rng, k: usize| -> Vec<usize> {
+        if k == 1 {
+            vec![0]
+        } else {
+            (0..k).map(|_| rng.gen_range(0..k)).collect()
+        }
+    };
     for _ in 0..s.resamples {
+        let (ra, rb) = (draw_runs(&mut rng, ha.len()), draw_runs(&mut rng, hb.len()));
+        let (ha_r, hb_r, ga_r, gb_r) =
+            (per_user_mean(&ha, &ra), per_user_mean(&hb, &rb), per_user_mean(&ga, &ra), per_user_mean(&gb, &rb));
         let (mut sha, mut shb, mut sga, mut sgb) = (0.0, 0.0, 0.0, 0.0);
         for _ in 0..n {
             let i = rng.gen_range(0..n);
-            sha += ha[i];
-            shb += hb[i];
-            sga += a[i];
-            sgb += b[i];
+            sha += ha_r[i];
+            shb += hb_r[i];
+            sga += ga_r[i];
+            sgb += gb_r[i];
         }
         hr_rel.push(ratio(sha, shb));
         ndcg_rel.push(ratio(sga, sgb));
@@ -222,16 +243,95 @@ pub fn compare(method: &MethodRanks, baseline: &MethodRanks, s: &Settings) -> Re
         Paired { method: mx, baseline: my, relative, interval: relative.map(|_| percentile_interval(rel)) }
     };
     Ok(Comparison {
-        method: method.name.clone(),
-        baseline: baseline.name.clone(),
+        method: pool_name(method),
+        baseline: pool_name(baseline),
         users: n,
+        method_runs: method.len(),
+        baseline_runs: baseline.len(),
         k: s.k,
-        hr: paired(&ha, &hb, &mut hr_rel),
-        ndcg: paired(&a, &b, &mut ndcg_rel),
+        hr: paired(&ma, &mb, &mut hr_rel),
+        ndcg: paired(
+            &per_user_mean(&ga, &all_runs[..ga.len()]),
+            &per_user_mean(&gb, &all_runs[..gb.len()]),
+            &mut ndcg_rel,
+        ),
         hits_only_method: only_a,
         hits_only_baseline: only_b,
-        mcnemar_p: mcnemar_exact(only_a, only_b),
+        mcnemar_p: if method.len() == 1 && baseline.len() == 1 {
+            mcnemar_exact(only_a, only_b)
+        } else {
+            sign_flip_p(&ma, &mb, s)
+        },
     })
+}
+
+/// Two-sided p-value of a paired sign-flip (randomization) test of the mean difference of `a`
+/// and `b` over users: each of `s.resamples` draws flips the sign of every user's difference with
+/// probability 1/2 (seeded by `s.seed`), and p = (1 + draws at least as far from 0 as the observed
+/// sum) / (1 + draws). On 0/1 hits this test is McNemar's exact test; on the per-user means of
+/// pooled runs it tests the mean, which a sign test on the users does not: one run that hits a few
+/// users can have the higher HR while most users' pooled mean is higher for the other side.
+fn sign_flip_p(a: &[f64], b: &[f64], s: &Settings) -> f64 {
+    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).filter(|x| *x != 0.0).collect();
+    let observed = d.iter().sum::<f64>().abs();
+    // Sums of the same values in another order differ in the last bits; this keeps a draw that
+    // equals the observed sum from counting as smaller.
+    let tolerance = 1e-9 * d.iter().map(|x| x.abs()).sum::<f64>().max(1.0);
+    let mut rng = ChaCha8Rng::seed_from_u64(s.seed ^ 0x7369_676e_2d66_6c69);
+    let extreme = (0..s.resamples)
+        .filter(|_| {
+            let sum: f64 = d.iter().map(|&x| if rng.gen::<bool>() { x } else { -x }).sum();
+            sum.abs() >= observed - tolerance
+        })
+        .count();
+    (1 + extreme) as f64 / (1 + s.resamples) as f64
+}
+
+/// Each user's mean over the runs `which` (indices into `runs`, repeats allowed); one run is
+/// borrowed as it is.
+fn per_user_mean<'a>(runs: &'a [Vec<f64>], which: &[usize]) -> Cow<'a, [f64]> {
+    if let [only] = which {
+        return Cow::Borrowed(&runs[*only]);
+    }
+    let mut out = vec![0.0; runs[0].len()];
+    for &r in which {
+        for (o, v) in out.iter_mut().zip(&runs[r]) {
+            *o += v;
+        }
+    }
+    let k = which.len() as f64;
+    out.iter_mut().for_each(|o| *o /= k);
+    Cow::Owned(out)
+}
+
+/// The name of a pool of runs: the runs' names joined with `+`.
+pub fn pool_name(runs: &[&MethodRanks]) -> String {
+    runs.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join("+")
+}
+
+/// An error unless `a` and `b` rank the same users (a paired comparison needs the same split).
+fn same_users(a: &MethodRanks, b: &MethodRanks) -> Result<()> {
+    if a.ranks.len() == b.ranks.len() && a.ranks.keys().eq(b.ranks.keys()) {
+        return Ok(());
+    }
+    let only = |x: &MethodRanks, y: &MethodRanks| x.ranks.keys().filter(|u| !y.ranks.contains_key(*u)).count();
+    let example = a
+        .ranks
+        .keys()
+        .find(|u| !b.ranks.contains_key(*u))
+        .or_else(|| b.ranks.keys().find(|u| !a.ranks.contains_key(*u)))
+        .cloned()
+        .unwrap_or_default();
+    bail!(
+        "{} ({}) and {} ({}) do not rank the same users ({} only in the first, {} only in the second, \
+         e.g. user {example}); a paired comparison needs the same split",
+        a.name,
+        a.file.display(),
+        b.name,
+        b.file.display(),
+        only(a, b),
+        only(b, a)
+    )
 }
 
 /// NDCG@K of one user with one held-out item at 0-based `rank`: 1 / log2(rank + 2) in the top K,
@@ -284,36 +384,63 @@ fn ln_factorial(n: usize) -> f64 {
     (2..=n).map(|i| (i as f64).ln()).sum()
 }
 
-/// Which pairs to compare: every method in `methods` (default: all) against every baseline (default: `retrain` and `mean`, where the files hold them).
+/// The runs a name stands for: one method (see [`find`]), or several joined with `+`
+/// (`s0:mean+s1:mean`, e.g. one method trained at several seeds), pooled by [`compare_runs`].
+/// A method whose full name contains `+` is still found by that name.
+pub fn find_runs<'a>(all: &'a [MethodRanks], spec: &str) -> Result<Vec<&'a MethodRanks>> {
+    if !spec.contains('+') || all.iter().any(|m| m.name == spec) {
+        return Ok(vec![find(all, spec)?]);
+    }
+    let mut runs: Vec<&MethodRanks> = Vec::new();
+    for part in spec.split('+') {
+        if part.is_empty() {
+            bail!("{spec}: empty method name in a list of runs joined with +");
+        }
+        let m = find(all, part)?;
+        if runs.iter().any(|r| r.name == m.name) {
+            bail!("{spec} names the run {} twice", m.name);
+        }
+        runs.push(m);
+    }
+    Ok(runs)
+}
+
+/// A side of a comparison: one run of a method, or several pooled.
+pub type Runs<'a> = Vec<&'a MethodRanks>;
+
+/// Which pairs to compare: every method in `methods` (default: all) against every baseline
+/// (default: `retrain` and `mean`, where the files hold them). Each name may pool several runs
+/// (`A+B`, see [`find_runs`]).
 pub fn pairs<'a>(
     all: &'a [MethodRanks],
     methods: &[String],
     baselines: &[String],
-) -> Result<Vec<(&'a MethodRanks, &'a MethodRanks)>> {
-    let bases: Vec<&MethodRanks> = if baselines.is_empty() {
-        let found: Vec<&MethodRanks> = ["retrain", "mean"].iter().filter_map(|b| find(all, b).ok()).collect();
+) -> Result<Vec<(Runs<'a>, Runs<'a>)>> {
+    let bases: Vec<Runs> = if baselines.is_empty() {
+        let found: Vec<Runs> = ["retrain", "mean"].iter().filter_map(|b| find(all, b).ok()).map(|m| vec![m]).collect();
         if found.is_empty() {
             bail!("no retrain or mean among {}; name the baseline with --baseline", names(all));
         }
         found
     } else {
-        baselines.iter().map(|b| find(all, b)).collect::<Result<_>>()?
+        baselines.iter().map(|b| find_runs(all, b)).collect::<Result<_>>()?
     };
-    let chosen: Vec<&MethodRanks> = if methods.is_empty() {
-        all.iter().collect()
+    let chosen: Vec<Runs> = if methods.is_empty() {
+        all.iter().map(|m| vec![m]).collect()
     } else {
-        methods.iter().map(|m| find(all, m)).collect::<Result<_>>()?
+        methods.iter().map(|m| find_runs(all, m)).collect::<Result<_>>()?
     };
     // Each unordered pair once: of two baselines that are both among the methods, the later one
     // is compared against the earlier (mean against retrain, not retrain against mean as well).
     // An earlier baseline named in `methods` is still compared with a later baseline that is not.
-    let is_chosen = |r: &MethodRanks| chosen.iter().any(|c| c.name == r.name);
+    let same = |x: &Runs, y: &Runs| pool_name(x) == pool_name(y);
+    let is_chosen = |r: &Runs| chosen.iter().any(|c| same(c, r));
     let mut out = Vec::new();
     for (i, b) in bases.iter().enumerate() {
         for m in &chosen {
-            let reverse_listed = bases[..i].iter().any(|e| e.name == m.name) && is_chosen(b);
-            if m.name != b.name && !reverse_listed {
-                out.push((*m, *b));
+            let reverse_listed = bases[..i].iter().any(|e| same(e, m)) && is_chosen(b);
+            if !same(m, b) && !reverse_listed {
+                out.push((m.clone(), b.clone()));
             }
         }
     }
@@ -368,6 +495,15 @@ pub fn table(rows: &[Comparison], s: &Settings) -> String {
         s.resamples,
         s.seed
     ));
+    if rows.iter().any(|r| r.method_runs > 1 || r.baseline_runs > 1) {
+        out.push_str(
+            "A+B: runs pooled (e.g. seeds); each user's hit is the mean over the runs, each resample also draws \
+             each side's runs
+with replacement, only m/b count users whose mean is higher, and the p-value is \
+             that of a paired sign-flip test\nof the mean hit over users (on single runs this is McNemar's \
+             test).\n",
+        );
+    }
     out
 }
 
@@ -404,7 +540,7 @@ pub fn run(
 ) -> Result<String> {
     let all = read_all(specs)?;
     let rows: Vec<Comparison> =
-        pairs(&all, methods, baselines)?.into_iter().map(|(m, b)| compare(m, b, s)).collect::<Result<_>>()?;
+        pairs(&all, methods, baselines)?.iter().map(|(m, b)| compare_runs(m, b, s)).collect::<Result<_>>()?;
     let mut text = table(&rows, s);
     if let Some(path) = out {
         let report = Report {
@@ -515,7 +651,7 @@ mod tests {
     fn baselines_default_to_retrain_and_mean_and_names_resolve_by_suffix() {
         let all = vec![ranks("r:retrain", &[0]), ranks("s:mean", &[0]), ranks("s:eemu", &[0])];
         let p = pairs(&all, &[], &[]).unwrap();
-        let names: Vec<(String, String)> = p.iter().map(|(m, b)| (m.name.clone(), b.name.clone())).collect();
+        let names: Vec<(String, String)> = p.iter().map(|(m, b)| (pool_name(m), pool_name(b))).collect();
         assert_eq!(
             names,
             vec![
@@ -529,11 +665,103 @@ mod tests {
         let methods = ["s:eemu".to_string(), "s:mean".to_string()];
         let baselines = ["s:eemu".to_string(), "s:mean".to_string(), "r:retrain".to_string()];
         let p = pairs(&all, &methods, &baselines).unwrap();
-        let names: Vec<(&str, &str)> = p.iter().map(|(m, b)| (m.name.as_str(), b.name.as_str())).collect();
-        assert_eq!(names, vec![("s:mean", "s:eemu"), ("s:eemu", "r:retrain"), ("s:mean", "r:retrain")]);
+        let names: Vec<(String, String)> = p.iter().map(|(m, b)| (pool_name(m), pool_name(b))).collect();
+        let want = [("s:mean", "s:eemu"), ("s:eemu", "r:retrain"), ("s:mean", "r:retrain")];
+        assert_eq!(names, want.map(|(m, b)| (m.to_string(), b.to_string())));
         let twice = vec![ranks("a:eemu", &[0]), ranks("b:eemu", &[0])];
         let e = find(&twice, "eemu").unwrap_err().to_string();
         assert!(e.contains("ambiguous") && e.contains("a:eemu") && e.contains("b:eemu"), "{e}");
         assert!(find(&twice, "mean").unwrap_err().to_string().contains("a:eemu, b:eemu"));
+    }
+
+    #[test]
+    fn pooled_runs_average_each_user_and_count_users_by_their_mean() {
+        // Method at two seeds: run 1 hits users 0 and 1, run 2 users 0 and 2; baseline hits user 0.
+        let (m1, m2, b) = (ranks("m1", &[0, 3, 50, 50]), ranks("m2", &[0, 50, 3, 50]), ranks("b", &[0, 50, 50, 50]));
+        let c = compare_runs(&[&m1, &m2], &[&b], &Settings { k: 10, resamples: 500, seed: 3 }).unwrap();
+        assert_eq!(c.method, "m1+m2");
+        assert_eq!((c.users, c.method_runs, c.baseline_runs), (4, 2, 1));
+        // Mean hit per user: 1, 0.5, 0.5, 0 -> 0.5; baseline 0.25.
+        assert!((c.hr.method - 0.5).abs() < 1e-12 && (c.hr.baseline - 0.25).abs() < 1e-12);
+        assert!((c.hr.relative.unwrap() - 1.0).abs() < 1e-12);
+        let gm = (2.0 + 2.0 / 5f64.log2()) / 2.0 / 4.0;
+        assert!((c.ndcg.method - gm).abs() < 1e-12, "{}", c.ndcg.method);
+        // Users 1 and 2 have a higher mean hit for the method, none for the baseline.
+        assert_eq!((c.hits_only_method, c.hits_only_baseline), (2, 0));
+        // Differences 0, 0.5, 0.5, 0: the flipped sum is 0 half the time, so p is about 1/2.
+        assert!((c.mcnemar_p - 0.5).abs() < 0.06, "{}", c.mcnemar_p);
+    }
+
+    #[test]
+    fn pooled_p_value_tests_the_mean_not_the_count_of_users() {
+        // Baseline: three runs, each hitting another third of 30 users (every user's mean 1/3,
+        // HR 1/3). Method: one run hitting 12 of them (HR 0.4). 18 users have the higher mean on
+        // the baseline's side, yet the method's HR is higher: no evidence for the baseline.
+        let third =
+            |k: usize| ranks(&format!("b{k}"), &(0..30).map(|u| if u % 3 == k { 0 } else { 99 }).collect::<Vec<_>>());
+        let (b0, b1, b2) = (third(0), third(1), third(2));
+        let some = ranks("m", &(0..30).map(|u| if u < 12 { 0 } else { 99 }).collect::<Vec<_>>());
+        let s = Settings { k: 10, resamples: 4000, seed: 1 };
+        let c = compare_runs(&[&some], &[&b0, &b1, &b2], &s).unwrap();
+        assert!((c.hr.relative.unwrap() - 0.2).abs() < 1e-12);
+        assert_eq!((c.hits_only_method, c.hits_only_baseline), (12, 18));
+        assert!(c.mcnemar_p > 0.3, "{}", c.mcnemar_p);
+        // A method that hits every user is far above: no flip reaches its sum.
+        let all = ranks("a", &[0; 30]);
+        let c = compare_runs(&[&all], &[&b0, &b1, &b2], &s).unwrap();
+        assert!(c.mcnemar_p <= 1.0 / 4001.0 + 1e-12, "{}", c.mcnemar_p);
+        // On single runs of 0/1 hits the sign-flip test estimates McNemar's exact p-value.
+        let (x, y) = (ranks("x", &[0, 0, 0, 0, 0, 0, 0, 99, 99, 0]), ranks("y", &[99, 99, 99, 99, 99, 99, 0, 0, 0, 0]));
+        let exact = mcnemar_exact(6, 2);
+        let flipped = sign_flip_p(&hits01(&x), &hits01(&y), &Settings { resamples: 20_000, ..s });
+        assert!((flipped - exact).abs() < 0.02, "{flipped} vs {exact}");
+    }
+
+    fn hits01(m: &MethodRanks) -> Vec<f64> {
+        m.ranks.values().map(|&r| if r < 10 { 1.0 } else { 0.0 }).collect()
+    }
+
+    #[test]
+    fn pooled_interval_takes_in_the_spread_between_runs() {
+        // Run 1 hits every user, run 2 none; the baseline hits every user. Whatever users are
+        // drawn, the drawn pair of runs gives relative 0 (run 1 twice, p = 1/4), -0.5 (1/2) or
+        // -1 (run 2 twice, 1/4), so the 95% interval is exactly [-1, 0] around -0.5.
+        let (all, none, base) = (ranks("a", &[0; 50]), ranks("b", &[99; 50]), ranks("c", &[0; 50]));
+        let s = Settings { k: 10, resamples: 2000, seed: 5 };
+        let c = compare_runs(&[&all, &none], &[&base], &s).unwrap();
+        assert_eq!(c.hr.relative, Some(-0.5));
+        assert_eq!(c.hr.interval, Some((-1.0, 0.0)));
+        // Taken one at a time, each run has a zero-width interval: the width comes from the runs.
+        assert_eq!(compare(&all, &base, &s).unwrap().hr.interval, Some((0.0, 0.0)));
+        assert_eq!(compare(&none, &base, &s).unwrap().hr.interval, Some((-1.0, -1.0)));
+    }
+
+    #[test]
+    fn one_run_per_side_is_the_plain_comparison() {
+        let (m, b) = (ranks("a", &[0, 9, 3, 50, 12, 1]), ranks("b", &[0, 10, 40, 2, 11, 5]));
+        let s = Settings { k: 10, resamples: 3000, seed: 2 };
+        let plain = compare(&m, &b, &s).unwrap();
+        assert_eq!(compare_runs(&[&m], &[&b], &s).unwrap(), plain);
+        assert_eq!((plain.hits_only_method, plain.hits_only_baseline), (2, 1));
+        assert_eq!((plain.method_runs, plain.baseline_runs), (1, 1));
+    }
+
+    #[test]
+    fn pooled_names_resolve_and_bad_pools_are_refused() {
+        let all = vec![ranks("s0:mean", &[0, 1]), ranks("s1:mean", &[2, 3]), ranks("s0:eemu", &[0, 1])];
+        let runs = find_runs(&all, "s0:mean+s1:mean").unwrap();
+        assert_eq!(pool_name(&runs), "s0:mean+s1:mean");
+        let p = pairs(&all, &["s0:eemu".into()], &["s0:mean+s1:mean".into()]).unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!((pool_name(&p[0].0), p[0].1.len()), ("s0:eemu".to_string(), 2));
+        let twice = find_runs(&all, "s0:mean+s0:mean").unwrap_err().to_string();
+        assert!(twice.contains("names the run s0:mean twice"), "{twice}");
+        assert!(find_runs(&all, "s0:mean++s1:mean").unwrap_err().to_string().contains("empty method name"));
+        assert!(find_runs(&all, "s0:mean+s9:mean").unwrap_err().to_string().contains("no method s9:mean"));
+        // A run of another split is refused, naming it.
+        let mut other = ranks("s2:mean", &[0, 1]);
+        other.ranks.insert("u999".into(), 0);
+        let e = compare_runs(&[&all[2]], &[&all[0], &other], &Settings::default()).unwrap_err().to_string();
+        assert!(e.contains("s2:mean") && e.contains("do not rank the same users"), "{e}");
     }
 }
