@@ -108,7 +108,8 @@ files; their methods are then called LABEL:METHOD:
 One training can sit far from another at a different seed. Runs of one method at several seeds
 (same split) are pooled by joining their names with +: each user's hit is then the mean over the
 runs, and each resample also draws the runs with replacement, so the interval covers the seed
-spread as well as the users:
+spread as well as the users (coarsely with two or three runs); the p-value is then that of a
+paired sign-flip test of the mean hit, which treats the runs as fixed:
 
   eemu compare --ranks m0=mean-s0.parquet --ranks m1=mean-s1.parquet --ranks f0=fomaml-s0.parquet \\
     --ranks f1=fomaml-s1.parquet --baseline m0:mean+m1:mean --methods f0:eemu-adapt+f1:eemu-adapt
