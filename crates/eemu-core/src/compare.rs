@@ -208,18 +208,21 @@ pub fn compare_runs(method: &[&MethodRanks], baseline: &[&MethodRanks], s: &Sett
     if n == 0 {
         bail!("{} and {} rank no users", pool_name(method), pool_name(baseline));
     }
-    let all_runs: Vec<usize> = (0..ha.len().max(hb.len())).collect();
-    let (ma, mb) = (per_user_mean(&ha, &all_runs[..ha.len()]), per_user_mean(&hb, &all_runs[..hb.len()]));
+    let every: Vec<usize> = (0..ha.len().max(hb.len())).collect();
+    let over_all = |runs: &[Vec<f64>]| per_user_mean(runs, &every[..runs.len()]).into_owned();
+    let (ma, mb) = (over_all(&ha), over_all(&hb));
     let only_a = ma.iter().zip(mb.iter()).filter(|(x, y)| **x > **y).count();
     let only_b = ma.iter().zip(mb.iter()).filter(|(x, y)| **x < **y).count();
 
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
     let (mut hr_rel, mut ndcg_rel) = (Vec::with_capacity(s.resamples), Vec::with_capacity(s.resamples));
-    let draw_runs = |rng: &mut ChaCha8Rng, k: usize| -> Vec<usize> {
+    // One run is always drawn as itself, without touching the generator (or allocating), so
+    // single-run comparisons keep the plain paired bootstrap's draws.
+    let draw_runs = |rng: &mut ChaCha8Rng, k: usize| -> Cow<'static, [usize]> {
         if k == 1 {
-            vec![0]
+            Cow::Borrowed(&[0])
         } else {
-            (0..k).map(|_| rng.gen_range(0..k)).collect()
+            Cow::Owned((0..k).map(|_| rng.gen_range(0..k)).collect())
         }
     };
     for _ in 0..s.resamples {
@@ -250,11 +253,7 @@ pub fn compare_runs(method: &[&MethodRanks], baseline: &[&MethodRanks], s: &Sett
         baseline_runs: baseline.len(),
         k: s.k,
         hr: paired(&ma, &mb, &mut hr_rel),
-        ndcg: paired(
-            &per_user_mean(&ga, &all_runs[..ga.len()]),
-            &per_user_mean(&gb, &all_runs[..gb.len()]),
-            &mut ndcg_rel,
-        ),
+        ndcg: paired(&over_all(&ga), &over_all(&gb), &mut ndcg_rel),
         hits_only_method: only_a,
         hits_only_baseline: only_b,
         mcnemar_p: if method.len() == 1 && baseline.len() == 1 {
