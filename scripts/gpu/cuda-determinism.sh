@@ -12,8 +12,10 @@
 # evaluations (100 epochs, 5e-4) and two Mean ones (8 shards, 2e-3) on CUDA, at once: their rank
 # files are identical if training and scoring are reproducible. Last, part 1 of
 # scripts/gpu/cpu-kernels.sh (the CPU's model file hashes against the development machine's).
-# Needs gpu-run/ (scripts/gpu/stage.sh); about 5 minutes on the H200 machine.
+# Needs gpu-run/ (scripts/gpu/stage.sh); about 4 minutes on the H200 machine (211 s, 2026-12-04).
 source "$(dirname "$0")/common.sh"
+# Everything printed also goes to $OUT/hashes.txt (the output tail alone loses part 1).
+exec > >(tee -a /tmp/hashes.txt) 2>&1
 ENGINES=eemu-engine
 if [ -f $G/old-eemu-engine.gz ]; then
   gzip -dc $G/old-eemu-engine.gz > $B/old-eemu-engine; chmod +x $B/old-eemu-engine
@@ -51,4 +53,5 @@ for n in retrain mean; do
   echo "$n rank files: $(sha256sum $OUT/$n-1.parquet | cut -c1-16) $(sha256sum $OUT/$n-2.parquet | cut -c1-16)"
 done
 kernel_hashes
+cp /tmp/hashes.txt "$OUT/hashes.txt"
 finish

@@ -9,6 +9,7 @@
 #   scripts/gpu/ml-1m-tuned.sh        ml-1m-partial, RETRAIN and Mean at learning rates 5e-4 to 2e-3
 #   scripts/gpu/cpu-kernels.sh        the CPU kernel caps on the GPU machine's CPU: same bytes as the development machine?
 #   scripts/gpu/cuda-determinism.sh  does training on CUDA give the same model files twice?
+#   scripts/gpu/cuda-training-hashes.sh  which backward pass is not reproducible on CUDA, and at what batch size?
 # The data is licensed: gpu-run/ is git-ignored and must stay so.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
