@@ -59,6 +59,16 @@ pub struct TrainingSetting {
     /// written before it existed.
     pub cpu: Option<String>,
     pub shards: Vec<usize>,
+    /// Whether training again under this setting gives the same model bytes: on the CPU yes
+    /// (tested); on CUDA no, two trainings of one shard can differ (docs/results.md, "CUDA
+    /// determinism"); on a device the log does not record, not known.
+    pub bytes_reproducible: bool,
+}
+
+/// Whether a shard trained on `device` (as its training log records it, e.g. "Cpu" or
+/// "Cuda(0)") gets the same model bytes when trained again under the same setting.
+pub fn bytes_reproducible(device: &str) -> bool {
+    device == "Cpu"
 }
 
 impl Report {
@@ -79,6 +89,20 @@ impl Report {
             let kernels = t.cpu_kernels.as_deref().map(|k| format!(", kernels {k}")).unwrap_or_default();
             let cpu = t.cpu.as_deref().map(|c| format!(", CPU {c}")).unwrap_or_default();
             s.push_str(&format!("shard(s) {} trained on {}{kernels}{cpu}\n", shards.join(","), t.device));
+        }
+        let unreproducible: Vec<String> = self
+            .training
+            .iter()
+            .filter(|t| !t.bytes_reproducible)
+            .flat_map(|t| t.shards.iter().map(usize::to_string))
+            .collect();
+        if !unreproducible.is_empty() {
+            s.push_str(&format!(
+                "note: shard(s) {} were not trained on the CPU, and training on CUDA is not reproducible run to run: \
+                 a from-scratch retraining gives other model bytes, so that they depend on no deleted row rests on \
+                 their lineage hashes, checked here\n",
+                unreproducible.join(",")
+            ));
         }
         if self.training.len() > 1 {
             s.push_str(&format!(
@@ -332,7 +356,53 @@ pub fn verify(store: &Store) -> Result<Report> {
         findings: c.findings,
         training: settings
             .into_iter()
-            .map(|((device, cpu_kernels, cpu), shards)| TrainingSetting { device, cpu_kernels, cpu, shards })
+            .map(|((device, cpu_kernels, cpu), shards)| TrainingSetting {
+                bytes_reproducible: bytes_reproducible(&device),
+                device,
+                cpu_kernels,
+                cpu,
+                shards,
+            })
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setting(device: &str, shards: Vec<usize>) -> TrainingSetting {
+        let cpu = device == "Cpu";
+        TrainingSetting {
+            device: device.to_string(),
+            cpu_kernels: cpu.then(|| "MKL_CBWR=AVX2".to_string()),
+            cpu: cpu.then(|| "AMD EPYC (avx512f)".to_string()),
+            shards,
+            bytes_reproducible: bytes_reproducible(device),
+        }
+    }
+
+    fn report(training: Vec<TrainingSetting>) -> Report {
+        Report { dataset: "d".to_string(), lineages: vec![], checked: 0, findings: vec![], training }
+    }
+
+    #[test]
+    fn only_cpu_training_counts_as_byte_reproducible() {
+        assert!(bytes_reproducible("Cpu"));
+        assert!(!bytes_reproducible("Cuda(0)"));
+        assert!(!bytes_reproducible("an unrecorded device"));
+    }
+
+    #[test]
+    fn shards_trained_on_cuda_are_named_as_not_byte_reproducible() {
+        let text = report(vec![setting("Cpu", vec![0, 2]), setting("Cuda(0)", vec![1, 3])]).text();
+        assert!(text.contains("shard(s) 1,3 trained on Cuda(0)\n"), "{text}");
+        let note = text.lines().find(|l| l.contains("not reproducible run to run")).unwrap_or_else(|| panic!("{text}"));
+        assert!(note.starts_with("note: shard(s) 1,3 were not trained on the CPU"), "{note}");
+        assert!(text.contains("note: 2 training settings"), "{text}");
+        assert!(text.ends_with("ok: every stored artifact derives from the current data\n"), "{text}");
+
+        let text = report(vec![setting("Cpu", vec![0, 1, 2, 3])]).text();
+        assert!(!text.contains("note:"), "{text}");
+    }
 }
