@@ -447,6 +447,12 @@ fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
     if args.adapt_steps.contains(&0) {
         bail!("--adapt-steps: every step count must be at least 1");
     }
+    if let Some(bad) = args.adapt_temperatures.iter().find(|&&t| !(t.is_finite() && t > 0.0)) {
+        bail!("--adapt-temperatures: every temperature must be a positive number, got {bad}");
+    }
+    if args.adapt_set_sizes.contains(&0) {
+        bail!("--adapt-set-sizes: every set size must be at least 1");
+    }
     let (prepared, split_files) = match &args.train {
         Some(train) => {
             let config = crate::cli::resolve_config(&cli.config)?;
@@ -464,8 +470,21 @@ fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
             (Prepared::from_split(dataset, split, &config), Some(provenance))
         }
         None => {
-            let (_, prepared) = Store::new(&args.store).load()?;
+            let (_, mut prepared) = Store::new(&args.store).load()?;
             check_config(cli, &prepared)?;
+            // [adapt], [cluster] and [infer] act after training (eemu-adapt, eemu-batch) and come
+            // from --config, as in `eemu infer`; what the store's data depends on may not differ.
+            if let Some(path) = &cli.config {
+                let given = crate::cli::resolve_config(&cli.config)?;
+                if given.split != prepared.config.split || given.ingest != prepared.config.ingest {
+                    bail!(
+                        "{}: its [split] or [ingest] settings differ from those the store was ingested with, and \
+                         the store's split depends on them; re-run `eemu ingest` with this config first",
+                        path.display()
+                    );
+                }
+                prepared.config = given;
+            }
             (prepared, None)
         }
     };
@@ -485,8 +504,12 @@ fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
         },
         batch_clusters: args.batch_clusters.clone(),
         adapt_grid: crate::eval::AdaptSetting::grid(
-            &args.adapt_learning_rates,
-            &args.adapt_steps,
+            &crate::eval::AdaptGrid {
+                learning_rates: &args.adapt_learning_rates,
+                steps: &args.adapt_steps,
+                temperatures: &args.adapt_temperatures,
+                set_sizes: &args.adapt_set_sizes,
+            },
             &prepared.config.adapt,
         ),
         checkpoint_dir: args.checkpoint_dir.clone(),

@@ -177,8 +177,11 @@ fn adapted_scores(
     out
 }
 
+/// Every evaluated user's adaptation set: (items, negatives), in `Targets` order.
+pub type AdaptationSets = Vec<(Vec<i64>, Vec<i64>)>;
+
 /// Adaptation sets of the evaluated users (see [`crate::infer::adaptation_set`]).
-pub fn adaptation_sets(t: &Targets, seed: u64, size: usize, temperature: f64) -> Vec<(Vec<i64>, Vec<i64>)> {
+pub fn adaptation_sets(t: &Targets, seed: u64, size: usize, temperature: f64) -> AdaptationSets {
     t.users
         .iter()
         .enumerate()
@@ -215,34 +218,74 @@ pub struct MethodResult {
     pub test_ranks: Vec<usize>,
 }
 
-/// One setting of per-user adaptation: the fresh Adam's step size and its number of steps.
+/// One setting of per-user adaptation: the fresh Adam's step size and its number of steps,
+/// and the adaptation set's sampling temperature and size.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct AdaptSetting {
     pub learning_rate: f64,
     pub steps: usize,
+    pub temperature: f64,
+    pub set_size: usize,
+}
+
+/// The values of an adaptation grid to try, each list empty for the config's value.
+#[derive(Debug, Clone, Default)]
+pub struct AdaptGrid<'a> {
+    pub learning_rates: &'a [f64],
+    pub steps: &'a [usize],
+    pub temperatures: &'a [f64],
+    pub set_sizes: &'a [usize],
 }
 
 impl AdaptSetting {
-    /// The settings of `rates` x `steps`, rates outermost, duplicates dropped. An empty list
-    /// stands for the config's value, so with both empty the grid is the config's setting alone.
-    pub fn grid(rates: &[f64], steps: &[usize], c: &AdaptConfig) -> Vec<AdaptSetting> {
-        let rates = if rates.is_empty() { vec![c.learning_rate] } else { rates.to_vec() };
-        let steps = if steps.is_empty() { vec![c.steps] } else { steps.to_vec() };
+    /// The settings of temperatures x set sizes x rates x steps, in that order (temperatures
+    /// outermost), duplicates dropped. An empty list stands for the config's value, so with all
+    /// empty the grid is the config's setting alone.
+    pub fn grid(g: &AdaptGrid, c: &AdaptConfig) -> Vec<AdaptSetting> {
+        fn or<T: Copy>(given: &[T], default: T) -> Vec<T> {
+            if given.is_empty() {
+                vec![default]
+            } else {
+                given.to_vec()
+            }
+        }
         let mut grid = Vec::new();
-        for &learning_rate in &rates {
-            for &steps in &steps {
-                let g = AdaptSetting { learning_rate, steps };
-                if !grid.contains(&g) {
-                    grid.push(g);
+        for &temperature in &or(g.temperatures, c.temperature) {
+            for &set_size in &or(g.set_sizes, c.set_size) {
+                for &learning_rate in &or(g.learning_rates, c.learning_rate) {
+                    for &steps in &or(g.steps, c.steps) {
+                        let s = AdaptSetting { learning_rate, steps, temperature, set_size };
+                        if !grid.contains(&s) {
+                            grid.push(s);
+                        }
+                    }
                 }
             }
         }
         grid
     }
 
-    /// The row name of this setting when it is one candidate of a grid.
-    pub fn method_name(&self) -> String {
-        format!("eemu-adapt(lr={},steps={})", self.learning_rate, self.steps)
+    /// The config's own setting.
+    pub fn of_config(c: &AdaptConfig) -> AdaptSetting {
+        AdaptSetting {
+            learning_rate: c.learning_rate,
+            steps: c.steps,
+            temperature: c.temperature,
+            set_size: c.set_size,
+        }
+    }
+
+    /// The row name of this setting when it is one candidate of a grid; the temperature and set
+    /// size are named only where they differ from the config's `c`.
+    pub fn method_name(&self, c: &AdaptConfig) -> String {
+        let mut name = format!("eemu-adapt(lr={},steps={}", self.learning_rate, self.steps);
+        if self.temperature.to_bits() != c.temperature.to_bits() {
+            name.push_str(&format!(",T={}", self.temperature));
+        }
+        if self.set_size != c.set_size {
+            name.push_str(&format!(",set={}", self.set_size));
+        }
+        name + ")"
     }
 }
 
@@ -469,7 +512,7 @@ pub fn evaluate(p: &Prepared, t: &Targets, o: &EvalOptions) -> Result<Vec<Method
         if want("eemu-adapt") {
             let (found, back) = adapt_grid(p, t, o, &method.identity, models, &pool)?;
             models = back;
-            results.extend(adapt_rows(&r, found));
+            results.extend(adapt_rows(&r, found, &p.config.adapt));
         }
         if want("eemu-batch") {
             for &k in &o.batch_clusters {
@@ -528,36 +571,44 @@ fn adapt_grid(
     pool: &rayon::ThreadPool,
 ) -> Result<(Vec<AdaptRanks>, Vec<TwoTower>)> {
     let c = &p.config;
-    let grid = if o.adapt_grid.is_empty() { AdaptSetting::grid(&[], &[], &c.adapt) } else { o.adapt_grid.clone() };
+    let grid = if o.adapt_grid.is_empty() { vec![AdaptSetting::of_config(&c.adapt)] } else { o.adapt_grid.clone() };
     let mut cache = match &o.checkpoint_dir {
         Some(dir) => {
             let weights: Vec<&Tensor> = models.iter().map(|m| &m.params.flat).collect();
-            Some(checkpoint::AdaptCache::open(dir, identity, &weights)?)
+            Some(checkpoint::AdaptCache::open(dir, identity, &weights, &c.adapt)?)
         }
         None => None,
     };
-    let sets = adaptation_sets(t, c.seed, c.adapt.set_size, c.adapt.temperature);
-    let mut rates: Vec<f64> = Vec::new();
+    // One pass per (temperature, set size, rate), in grid order; each reads all its step counts.
+    let mut passes: Vec<(u64, usize, f64)> = Vec::new();
     for g in &grid {
-        if !rates.contains(&g.learning_rate) {
-            rates.push(g.learning_rate);
+        let pass = (g.temperature.to_bits(), g.set_size, g.learning_rate);
+        if !passes.contains(&pass) {
+            passes.push(pass);
         }
     }
+    let mut sets_of: Option<((u64, usize), AdaptationSets)> = None;
     let mut found = Vec::with_capacity(grid.len());
-    for lr in rates {
-        let mut step_counts: Vec<usize> = grid.iter().filter(|g| g.learning_rate == lr).map(|g| g.steps).collect();
+    for (temperature_bits, set_size, lr) in passes {
+        let temperature = f64::from_bits(temperature_bits);
+        let same_pass = |g: &&AdaptSetting| {
+            g.temperature.to_bits() == temperature_bits && g.set_size == set_size && g.learning_rate == lr
+        };
+        let mut step_counts: Vec<usize> = grid.iter().filter(same_pass).map(|g| g.steps).collect();
         step_counts.sort_unstable();
         step_counts.dedup();
         let settings: Vec<AdaptSetting> =
-            step_counts.iter().map(|&steps| AdaptSetting { learning_rate: lr, steps }).collect();
+            step_counts.iter().map(|&steps| AdaptSetting { learning_rate: lr, steps, temperature, set_size }).collect();
         let cached: Option<Vec<AdaptRanks>> =
             cache.as_ref().and_then(|cache| settings.iter().map(|&g| cache.get(g)).collect());
-        let ranks_of_rate: Vec<AdaptRanks> = if let Some(cached) = cached {
+        let ranks_of_pass: Vec<AdaptRanks> = if let Some(cached) = cached {
             let from = cache.as_ref().expect("read from the cache").path().display().to_string();
             for r in &cached {
                 info!(
                     learning_rate = lr,
                     steps = r.setting.steps,
+                    temperature,
+                    set_size,
                     validation_hr10 = format!("{:.4}", Metrics::from_ranks(&r.valid).hr10),
                     "per-user adaptation read back from {from}"
                 );
@@ -565,10 +616,14 @@ fn adapt_grid(
             cached
         } else {
             let start = Instant::now();
+            if sets_of.as_ref().map(|(key, _)| *key) != Some((temperature_bits, set_size)) {
+                sets_of = Some(((temperature_bits, set_size), adaptation_sets(t, c.seed, set_size, temperature)));
+            }
+            let sets = &sets_of.as_ref().expect("just made").1;
             let (mut parts, back): (Vec<Vec<Vec<f32>>>, Vec<TwoTower>) = pool.install(|| {
                 models
                     .into_par_iter()
-                    .map(|m| (adapted_scores(&m, t, &sets, lr, c.train.margin, &step_counts), m))
+                    .map(|m| (adapted_scores(&m, t, sets, lr, c.train.margin, &step_counts), m))
                     .unzip()
             });
             models = back;
@@ -580,6 +635,8 @@ fn adapt_grid(
                 info!(
                     learning_rate = lr,
                     steps = setting.steps,
+                    temperature,
+                    set_size,
                     validation_hr10 = format!("{:.4}", Metrics::from_ranks(&valid).hr10),
                     seconds = format!("{seconds:.0}"),
                     "per-user adaptation evaluated"
@@ -591,7 +648,7 @@ fn adapt_grid(
             }
             computed
         };
-        found.extend(ranks_of_rate);
+        found.extend(ranks_of_pass);
     }
     let order = |g: &AdaptSetting| grid.iter().position(|x| x == g).expect("a grid setting");
     found.sort_by_key(|f| order(&f.setting));
@@ -600,11 +657,11 @@ fn adapt_grid(
 
 /// The `eemu-adapt` rows: the setting with the best validation HR@10 (the first in grid order on a
 /// tie), then, when the grid has more than one setting, every setting as a candidate row.
-fn adapt_rows(base: &MethodResult, found: Vec<AdaptRanks>) -> Vec<MethodResult> {
+fn adapt_rows(base: &MethodResult, found: Vec<AdaptRanks>, c: &AdaptConfig) -> Vec<MethodResult> {
     let hr10: Vec<f64> = found.iter().map(|f| Metrics::from_ranks(&f.valid).hr10).collect();
     let best = (0..found.len()).fold(0, |b, i| if hr10[i] > hr10[b] { i } else { b });
     let row = |f: &AdaptRanks, candidate: bool| {
-        let name = if candidate { f.setting.method_name() } else { "eemu-adapt".into() };
+        let name = if candidate { f.setting.method_name(c) } else { "eemu-adapt".into() };
         let mut r = derived(base, name, f.valid.clone(), f.test.clone(), f.seconds);
         r.adaptation = Some(f.setting);
         r.candidate = candidate;
@@ -791,15 +848,43 @@ mod tests {
 
     #[test]
     fn adapt_grid_fills_an_empty_list_with_the_config_value() {
-        let c = AdaptConfig { learning_rate: 2e-4, steps: 1, ..AdaptConfig::default() };
-        let s = |learning_rate: f64, steps: usize| AdaptSetting { learning_rate, steps };
-        assert_eq!(AdaptSetting::grid(&[], &[], &c), vec![s(2e-4, 1)]);
-        assert_eq!(AdaptSetting::grid(&[1e-3, 1e-4], &[], &c), vec![s(1e-3, 1), s(1e-4, 1)]);
-        assert_eq!(AdaptSetting::grid(&[], &[3], &c), vec![s(2e-4, 3)]);
-        // rates outermost, a repeated setting listed once
+        let c = AdaptConfig { learning_rate: 2e-4, steps: 1, temperature: 0.01, set_size: 7 };
+        let s =
+            |learning_rate: f64, steps: usize| AdaptSetting { learning_rate, steps, temperature: 0.01, set_size: 7 };
+        let grid = |learning_rates: &[f64], steps: &[usize]| {
+            AdaptSetting::grid(&AdaptGrid { learning_rates, steps, ..AdaptGrid::default() }, &c)
+        };
+        assert_eq!(grid(&[], &[]), vec![s(2e-4, 1)]);
+        assert_eq!(grid(&[], &[]), vec![AdaptSetting::of_config(&c)]);
+        assert_eq!(grid(&[1e-3, 1e-4], &[]), vec![s(1e-3, 1), s(1e-4, 1)]);
+        assert_eq!(grid(&[], &[3]), vec![s(2e-4, 3)]);
+        // rates outside steps, a repeated setting listed once
+        assert_eq!(grid(&[1e-3, 1e-3, 2e-4], &[1, 3]), vec![s(1e-3, 1), s(1e-3, 3), s(2e-4, 1), s(2e-4, 3)]);
+        // temperatures outermost, then set sizes
+        let g = AdaptSetting::grid(
+            &AdaptGrid {
+                learning_rates: &[1e-4],
+                temperatures: &[0.01, 1.0],
+                set_sizes: &[7, 21],
+                ..AdaptGrid::default()
+            },
+            &c,
+        );
+        let t =
+            |temperature: f64, set_size: usize| AdaptSetting { learning_rate: 1e-4, steps: 1, temperature, set_size };
+        assert_eq!(g, vec![t(0.01, 7), t(0.01, 21), t(1.0, 7), t(1.0, 21)]);
+    }
+
+    #[test]
+    fn adapt_row_names_give_the_sampling_only_where_it_is_not_the_configs() {
+        let c = AdaptConfig { learning_rate: 2e-4, steps: 1, temperature: 0.01, set_size: 7 };
+        let s = AdaptSetting { learning_rate: 1e-4, steps: 3, temperature: 0.01, set_size: 7 };
+        assert_eq!(s.method_name(&c), "eemu-adapt(lr=0.0001,steps=3)");
+        assert_eq!(AdaptSetting { temperature: 1.0, ..s }.method_name(&c), "eemu-adapt(lr=0.0001,steps=3,T=1)");
+        assert_eq!(AdaptSetting { set_size: 21, ..s }.method_name(&c), "eemu-adapt(lr=0.0001,steps=3,set=21)");
         assert_eq!(
-            AdaptSetting::grid(&[1e-3, 1e-3, 2e-4], &[1, 3], &c),
-            vec![s(1e-3, 1), s(1e-3, 3), s(2e-4, 1), s(2e-4, 3)]
+            AdaptSetting { temperature: 100.0, set_size: 21, ..s }.method_name(&c),
+            "eemu-adapt(lr=0.0001,steps=3,T=100,set=21)"
         );
     }
 

@@ -167,6 +167,61 @@ fn evaluate_goes_on_from_its_checkpoints_and_refuses_another_runs() {
     assert!(!d.join("ck/retrain.safetensors").exists(), "retrain trained before the check: {err}");
 }
 
+/// `eemu evaluate --store S --config FILE` takes [adapt] from FILE (it acts after training) and
+/// goes on from the checkpoints of a run with the store's config; FILE may not change what the
+/// store's split or the trained models depend on.
+#[test]
+fn evaluate_takes_adaptation_settings_from_its_config_and_keeps_the_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tiny = "[model]\nfeature_dim = 4\nuser_tower = [8]\nitem_tower = [8]\nembedding_dim = 4\n\
+                [train]\nepochs = 1\nbatch_size = 4\n[shards]\ncount = 2\n";
+    std::fs::write(d.join("tiny.toml"), tiny).unwrap();
+    std::fs::write(d.join("adapt.toml"), format!("{tiny}[adapt]\nlearning_rate = 0.03\ntemperature = 100.0\n"))
+        .unwrap();
+    std::fs::write(d.join("split.toml"), format!("{tiny}[split]\nmin_interactions = 4\n")).unwrap();
+    std::fs::write(d.join("train.toml"), tiny.replace("batch_size = 4", "batch_size = 3")).unwrap();
+    ok(eemu(
+        &["synth", "--out", "in", "--seed", "3", "--users", "40", "--items", "30", "--interactions-per-user", "5..10"],
+        d,
+    ));
+    ok(ingest_synth("tiny.toml", "s", d));
+    let run = |config: Option<&str>, out: &str| {
+        let mut args = vec!["evaluate", "--store", "s", "--methods", "eemu,eemu-adapt", "--epochs", "1"];
+        args.extend(["--device", "cpu", "--checkpoint-dir", "ck", "--out", out]);
+        if let Some(c) = config {
+            args.extend(["--config", c]);
+        }
+        eemu(&args, d)
+    };
+    let rows = |file: &str| {
+        let report: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join(file)).unwrap()).unwrap();
+        report["results"].as_array().unwrap().clone()
+    };
+    ok(run(None, "store.json"));
+    let store = rows("store.json");
+    assert_eq!(store[1]["adaptation"]["learning_rate"], 2e-4, "{store:?}");
+    assert_eq!(store[1]["adaptation"]["temperature"], 0.01, "{store:?}");
+
+    let o = run(Some("adapt.toml"), "adapt.json");
+    let err = text(&o).1;
+    assert!(o.status.success() && err.contains("resuming"), "the checkpoint was not used: {err}");
+    let adapted = rows("adapt.json");
+    assert_eq!(adapted[1]["adaptation"]["learning_rate"], 0.03, "{adapted:?}");
+    assert_eq!(adapted[1]["adaptation"]["temperature"], 100.0, "{adapted:?}");
+    assert_eq!(adapted[0]["test"], store[0]["test"], "the same trained eemu models");
+    assert_ne!(adapted[1]["validation"], store[1]["validation"], "another adaptation ranks alike");
+
+    for (config, says) in
+        [("split.toml", "[split] or [ingest] settings differ"), ("train.toml", "[train] settings differ")]
+    {
+        let o = run(Some(config), "refused.json");
+        let err = text(&o).1;
+        assert!(!o.status.success() && err.contains(config) && err.contains(says), "{config}: {err}");
+        assert!(!d.join("refused.json").exists());
+    }
+}
+
 #[test]
 fn evaluate_on_a_supplied_split_ranks_test_only_items_and_checks_columns() {
     use arrow::array::{AsArray, RecordBatch};
@@ -332,6 +387,13 @@ fn evaluate_rejects_bad_adaptation_settings_by_option_name() {
             "--adapt-learning-rates: every step size must be a positive number, got 0",
         ),
         ("--adapt-learning-rates", "NaN", "got NaN"),
+        (
+            "--adapt-temperatures",
+            "0.01,-1",
+            "--adapt-temperatures: every temperature must be a positive number, got -1",
+        ),
+        ("--adapt-temperatures", "inf", "got inf"),
+        ("--adapt-set-sizes", "7,0", "--adapt-set-sizes: every set size must be at least 1"),
     ] {
         let o = eemu(&["evaluate", "--store", "no-store", option, value], dir.path());
         let (_, err) = text(&o);

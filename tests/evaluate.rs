@@ -14,6 +14,12 @@ use eemu::train::ShardData;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tch::Device;
 
+/// The adaptation setting of step size `learning_rate` and `steps` steps, with the tiny config's
+/// adaptation-set sampling.
+fn setting(learning_rate: f64, steps: usize) -> AdaptSetting {
+    AdaptSetting { learning_rate, steps, ..AdaptSetting::of_config(&tiny_config().adapt) }
+}
+
 /// Evaluation of `methods` for `epochs` epochs, validated every epoch, on CPU with 2 jobs;
 /// no clusters, no adaptation grid, no checkpoints (struct-update the rest).
 fn cpu_options(epochs: usize, methods: &[&str]) -> EvalOptions {
@@ -78,7 +84,7 @@ fn per_user_adaptation_steps_by_adapt_learning_rate() {
     tch::set_num_threads(1);
     // (EEMU ranks, EEMU-adapt ranks) after one epoch, with adaptation steps of size `lr`.
     let ranks = |name: &str, lr: f64| {
-        let (_, r) = eval_adapt(dir.path(), &files, name, (lr, 1), &["eemu", "eemu-adapt"], vec![]);
+        let (_, r) = eval_adapt(dir.path(), &files, name, setting(lr, 1), &["eemu", "eemu-adapt"], vec![]);
         (r[0].test_ranks.clone(), r[1].test_ranks.clone())
     };
     // A step of 1e-12 leaves the float32 weights (and so every rank) as they were; the
@@ -96,25 +102,36 @@ fn adaptation_grid_reads_each_setting_and_chooses_on_validation() {
     let files = synth_files(&dir.path().join("in"), SynthFormat::Csv, 21);
     tch::set_num_threads(1);
     // Rows of an evaluation of retrain + eemu + eemu-adapt after one epoch, with the config's
-    // [adapt] set to (lr, steps) and the given grid, and the methods paired against RETRAIN.
-    let run = |name: &str, lr: f64, steps: usize, grid: Vec<AdaptSetting>| {
-        let (cmp, r) = eval_adapt(dir.path(), &files, name, (lr, steps), &["retrain", "eemu", "eemu-adapt"], grid);
+    // [adapt] set to `adapt` and the given grid, and the methods paired against RETRAIN.
+    let run = |name: &str, adapt: AdaptSetting, grid: Vec<AdaptSetting>| {
+        let (cmp, r) = eval_adapt(dir.path(), &files, name, adapt, &["retrain", "eemu", "eemu-adapt"], grid);
         (r, cmp)
     };
-    let s = |learning_rate: f64, steps: usize| AdaptSetting { learning_rate, steps };
-    let grid = vec![s(1e-12, 1), s(3e-2, 1), s(3e-2, 3)];
-    let (rows, compared) = run("grid", 2e-4, 1, grid.clone());
+    let s = setting;
+    // The last two sample their adaptation sets otherwise: nearly uniformly over the history,
+    // and 20 items instead of the config's.
+    let grid = vec![
+        s(1e-12, 1),
+        s(3e-2, 1),
+        s(3e-2, 3),
+        AdaptSetting { temperature: 100.0, ..s(3e-2, 1) },
+        AdaptSetting { set_size: 20, ..s(3e-2, 1) },
+    ];
+    let (rows, compared) = run("grid", s(2e-4, 1), grid.clone());
     let names: Vec<&str> = rows.iter().map(|r| r.method.as_str()).collect();
     assert_eq!(names[..3], ["retrain", "eemu", "eemu-adapt"]);
     let candidates: Vec<_> = rows.iter().filter(|r| r.candidate).collect();
     assert_eq!(candidates.iter().map(|r| r.adaptation.unwrap()).collect::<Vec<_>>(), grid);
     assert!(candidates.iter().all(|r| r.method.starts_with("eemu-adapt(")), "{names:?}");
+    assert_eq!(candidates[3].method, "eemu-adapt(lr=0.03,steps=1,T=100)");
+    assert_eq!(candidates[4].method, "eemu-adapt(lr=0.03,steps=1,set=20)");
     // A step of 1e-12 moves no float32 weight: the first candidate ranks as eemu does.
     assert_eq!(candidates[0].test_ranks, rows[1].test_ranks);
     // Each candidate is what an evaluation with that setting in the config gives, so reading 1
-    // and 3 steps off one adaptation equals adapting 1 and 3 steps separately.
+    // and 3 steps off one adaptation equals adapting 1 and 3 steps separately, and a grid's
+    // temperature or set size is the config's.
     for (k, g) in grid.iter().enumerate().skip(1) {
-        let (alone, _) = run(&format!("alone-{k}"), g.learning_rate, g.steps, vec![]);
+        let (alone, _) = run(&format!("alone-{k}"), *g, vec![]);
         assert_eq!(alone[2].adaptation, Some(*g));
         assert!(!alone[2].candidate);
         assert_eq!(alone[2].test_ranks, candidates[k].test_ranks, "setting {g:?}");
@@ -122,6 +139,13 @@ fn adaptation_grid_reads_each_setting_and_chooses_on_validation() {
         assert_eq!(alone[1].test_ranks, rows[1].test_ranks, "the grid must not change training");
     }
     assert_ne!(candidates[1].test_ranks, candidates[2].test_ranks, "1 and 3 steps of 3e-2 rank alike");
+    for k in [3, 4] {
+        assert_ne!(
+            candidates[1].test_ranks, candidates[k].test_ranks,
+            "{} ranks as the config's sampling",
+            candidates[k].method
+        );
+    }
     // eemu-adapt is the first candidate with the best validation HR@10; the test item plays no part.
     let best = candidates.iter().map(|r| r.validation.hr10).fold(f64::MIN, f64::max);
     let first_best = candidates.iter().find(|r| r.validation.hr10 == best).unwrap();
@@ -131,24 +155,27 @@ fn adaptation_grid_reads_each_setting_and_chooses_on_validation() {
     assert!(compared.iter().all(|m| !m.starts_with("eemu-adapt(")), "{compared:?}");
     assert!(compared.iter().any(|m| m == "eemu-adapt"), "{compared:?}");
     let text = table(&rows);
-    assert!(text.contains("chosen on validation HR@10 among 3 settings"), "{text}");
+    assert!(text.contains("chosen on validation HR@10 among 5 settings"), "{text}");
     assert!(text.contains(&candidates[2].method), "{text}");
 }
 
 /// Evaluates `methods` for one epoch on a 2-shard tiny store ingested from `files` under
-/// `dir/name`, with the config's `[adapt]` learning_rate and steps set to `adapt` and the given
-/// adaptation grid. Returns the names of the methods `paired` compares, and the results.
+/// `dir/name`, with the config's `[adapt]` set to `adapt` and the given adaptation grid.
+/// Returns the names of the methods `paired` compares, and the results.
 fn eval_adapt(
     dir: &std::path::Path,
     files: &[std::path::PathBuf; 3],
     name: &str,
-    adapt: (f64, usize),
+    adapt: AdaptSetting,
     methods: &[&str],
     adapt_grid: Vec<AdaptSetting>,
 ) -> (Vec<String>, Vec<eemu::eval::MethodResult>) {
     let mut config = tiny_config();
     config.shards.count = 2;
-    (config.adapt.learning_rate, config.adapt.steps) = adapt;
+    config.adapt.learning_rate = adapt.learning_rate;
+    config.adapt.steps = adapt.steps;
+    config.adapt.temperature = adapt.temperature;
+    config.adapt.set_size = adapt.set_size;
     let store = Store::new(dir.join(name));
     ingest_into(store.root(), files, &config).unwrap();
     let (_, prepared) = store.load().unwrap();
@@ -189,7 +216,7 @@ fn a_resumed_evaluation_gives_the_results_of_an_uninterrupted_one() {
     assert!(sizes.windows(2).any(|w| w[0] != w[1]), "the shards' models should differ in size: {sizes:?}");
     let run = |epochs: usize, checkpoint_dir: Option<std::path::PathBuf>| {
         let options = EvalOptions {
-            adapt_grid: vec![AdaptSetting { learning_rate: 1e-2, steps: 1 }],
+            adapt_grid: vec![setting(1e-2, 1)],
             checkpoint_dir,
             ..cpu_options(epochs, &["retrain", "mean", "eemu", "eemu-adapt"])
         };
@@ -223,7 +250,7 @@ fn a_resumed_evaluation_gives_the_results_of_an_uninterrupted_one() {
 fn the_adaptation_grid_is_read_back_for_the_same_models_only() {
     let dir = tempfile::tempdir().unwrap();
     let (prepared, t, checkpoints) = checkpointed(dir.path(), 29, 2);
-    let s = |learning_rate: f64, steps: usize| AdaptSetting { learning_rate, steps };
+    let s = setting;
     // The candidate rows of a 2-epoch evaluation of eemu-adapt over `grid`, in grid order.
     let run = |grid: Vec<AdaptSetting>, checkpoint_dir: Option<std::path::PathBuf>| {
         let options = EvalOptions { adapt_grid: grid, checkpoint_dir, ..cpu_options(2, &["eemu-adapt"]) };
@@ -259,6 +286,24 @@ fn the_adaptation_grid_is_read_back_for_the_same_models_only() {
     assert_eq!(again[2].test_ranks, fresh[0].test_ranks, "the uncached rate must be adapted as usual");
     assert_eq!(first[0].test_ranks, fresh[1].test_ranks, "the checkpoint folder must not change the ranks");
     assert_eq!(read()["entries"].as_array().unwrap().len(), 3);
+
+    // Entries of a file written before the grid could vary the sampling have no temperature or
+    // set size: they are the config's, and read back for it only, not for another temperature.
+    let mut legacy = altered.clone();
+    for e in legacy["entries"].as_array_mut().unwrap() {
+        let e = e.as_object_mut().unwrap();
+        assert!(e.remove("temperature_bits").is_some() && e.remove("set_size").is_some(), "{e:?}");
+    }
+    write(&legacy);
+    let hot = AdaptSetting { temperature: 100.0, ..s(1e-2, 1) };
+    let mixed = run(vec![s(1e-2, 1), hot], Some(checkpoints.clone()));
+    assert_eq!(mixed[0].test.hr10, 1.0, "the old entry of (1e-2, 1) was not read back");
+    let hot_fresh = run(vec![hot, s(3e-2, 1)], None);
+    assert_eq!(mixed[1].test_ranks, hot_fresh[0].test_ranks, "another temperature must be adapted anew");
+    // The old entries are written back completed: every entry names its sampling.
+    let entries = read()["entries"].as_array().unwrap().clone();
+    assert_eq!(entries.len(), 3);
+    assert!(entries.iter().all(|e| e["temperature_bits"].is_u64() && e["set_size"].is_u64()), "{entries:?}");
 
     // A file of other models (another key) is not read: the true ranks come back, and the file is
     // replaced under this run's key.

@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 
 use super::{AdaptRanks, AdaptSetting, BestEpoch, EvalOptions, Targets};
-use crate::config::Algorithm;
+use crate::config::{AdaptConfig, Algorithm};
 use crate::store::Prepared;
 use crate::train::Adam;
 
@@ -44,7 +44,14 @@ pub struct Identity {
     pub method: String,
     pub algorithm: Algorithm,
     pub shards: usize,
+    /// SHA-256 of the whole resolved config.
     pub config_hash: String,
+    /// SHA-256 of the settings training depends on (`Config::training_identity`: seed, [shards],
+    /// [model], [train]). A checkpoint goes on under a config that differs only elsewhere: [adapt],
+    /// [cluster] and [infer] act after training. None in checkpoints written before it existed,
+    /// which need the whole config equal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_hash: Option<String>,
     /// SHA-256 over every shard's lineage hash (the training rows) and the evaluation targets.
     pub data_hash: String,
     pub eval_every: usize,
@@ -75,6 +82,7 @@ impl Identity {
             algorithm,
             shards,
             config_hash: p.config.hash(),
+            training_hash: Some(crate::config::hex(&Sha256::digest(p.config.training_identity().as_bytes()))),
             data_hash: crate::config::hex(&h.finalize()),
             eval_every: o.eval_every,
             device: format!("{:?}", o.device),
@@ -171,6 +179,13 @@ fn load(path: &Path) -> Result<Option<(Meta, BTreeMap<String, Tensor>)>> {
 /// Whether a run of identity `id` up to `epochs` epochs can go on from `meta`.
 fn check_meta(path: &Path, meta: &Meta, id: &Identity, epochs: usize) -> Result<()> {
     let mut there = meta.identity.clone();
+    match &there.training_hash {
+        // Same training settings: the rest of the config may differ.
+        Some(hash) if Some(hash) == id.training_hash.as_ref() => there.config_hash = id.config_hash.clone(),
+        Some(_) => {}
+        // Written before the training settings were hashed apart: the whole config must match.
+        None => there.training_hash = id.training_hash.clone(),
+    }
     if let Some(cpu) = unrecorded_cpu(&meta.identity, id) {
         // Written before the CPU was recorded: `read` warns.
         there.cpu = Some(cpu.to_string());
@@ -275,10 +290,26 @@ struct AdaptEntry {
     learning_rate: f64,
     learning_rate_bits: u64,
     steps: usize,
+    /// The adaptation set's sampling temperature and size; absent in files written before the
+    /// grid could vary them, whose entries used the config's (part of the key).
+    #[serde(default)]
+    temperature_bits: Option<u64>,
+    #[serde(default)]
+    set_size: Option<usize>,
     valid: Vec<usize>,
     test: Vec<usize>,
     /// Seconds of the pass that produced the entry, up to this step count.
     seconds: f64,
+}
+
+impl AdaptEntry {
+    /// Whether this entry holds the ranks of `s` (entries of old files are completed on reading).
+    fn is(&self, s: &AdaptSetting) -> bool {
+        self.learning_rate_bits == s.learning_rate.to_bits()
+            && self.steps == s.steps
+            && self.temperature_bits == Some(s.temperature.to_bits())
+            && self.set_size == Some(s.set_size)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -292,12 +323,15 @@ impl AdaptCache {
     pub const FILE: &'static str = "eemu-adapt.json";
 
     /// The cache in `dir` for the `eemu` models of identity `id` with chosen weights `models`
-    /// (one flat vector per shard). Empty when there is no file or it belongs to other models;
-    /// a file that cannot be read is reported and replaced (it only saves time).
-    pub fn open(dir: &Path, id: &Identity, models: &[&Tensor]) -> Result<AdaptCache> {
+    /// (one flat vector per shard), under the config's adaptation settings `c`. Empty when there
+    /// is no file or it belongs to other models; a file that cannot be read is reported and
+    /// replaced (it only saves time).
+    pub fn open(dir: &Path, id: &Identity, models: &[&Tensor], c: &AdaptConfig) -> Result<AdaptCache> {
         let mut h = Sha256::new();
         h.update(b"eemu-adaptation-cache-v1");
-        h.update(serde_json::to_vec(id)?);
+        // The whole config's hash covers the training settings: the key leaves the training hash
+        // out, as it was before that existed, so earlier files stay readable.
+        h.update(serde_json::to_vec(&Identity { training_hash: None, ..id.clone() })?);
         for w in models {
             let w = w.detach().to_device(Device::Cpu).contiguous();
             let values = Vec::<f32>::try_from(&w).context("model weights are not f32")?;
@@ -312,7 +346,13 @@ impl AdaptCache {
                 .map_err(anyhow::Error::from)
                 .and_then(|b| serde_json::from_slice::<AdaptFile>(&b).map_err(anyhow::Error::from));
             match read {
-                Ok(f) if f.format == ADAPT_FORMAT && f.key == key => entries = f.entries,
+                Ok(f) if f.format == ADAPT_FORMAT && f.key == key => {
+                    entries = f.entries;
+                    for e in &mut entries {
+                        e.temperature_bits.get_or_insert(c.temperature.to_bits());
+                        e.set_size.get_or_insert(c.set_size);
+                    }
+                }
                 Ok(_) => tracing::info!(
                     "{} holds the adaptation of other models; adapting again and replacing it",
                     path.display()
@@ -329,21 +369,24 @@ impl AdaptCache {
 
     /// The ranks of `setting`, if cached.
     pub fn get(&self, setting: AdaptSetting) -> Option<AdaptRanks> {
-        self.entries
-            .iter()
-            .find(|e| e.learning_rate_bits == setting.learning_rate.to_bits() && e.steps == setting.steps)
-            .map(|e| AdaptRanks { setting, valid: e.valid.clone(), test: e.test.clone(), seconds: e.seconds })
+        self.entries.iter().find(|e| e.is(&setting)).map(|e| AdaptRanks {
+            setting,
+            valid: e.valid.clone(),
+            test: e.test.clone(),
+            seconds: e.seconds,
+        })
     }
 
     /// Adds (or replaces) the entries of `ranks` and writes the file atomically.
     pub fn put(&mut self, ranks: &[AdaptRanks]) -> Result<()> {
         for r in ranks {
-            let bits = r.setting.learning_rate.to_bits();
-            self.entries.retain(|x| !(x.learning_rate_bits == bits && x.steps == r.setting.steps));
+            self.entries.retain(|x| !x.is(&r.setting));
             self.entries.push(AdaptEntry {
                 learning_rate: r.setting.learning_rate,
-                learning_rate_bits: bits,
+                learning_rate_bits: r.setting.learning_rate.to_bits(),
                 steps: r.setting.steps,
+                temperature_bits: Some(r.setting.temperature.to_bits()),
+                set_size: Some(r.setting.set_size),
                 valid: r.valid.clone(),
                 test: r.test.clone(),
                 seconds: r.seconds,
@@ -382,6 +425,7 @@ mod tests {
             algorithm: Algorithm::Fomaml,
             shards: 2,
             config_hash: "c".to_string(),
+            training_hash: Some("t".to_string()),
             data_hash: "d".to_string(),
             eval_every: 1,
             device: "Cpu".to_string(),
@@ -432,5 +476,29 @@ mod tests {
         let err = check_meta(path, &meta(other), &here, 4).unwrap_err().to_string();
         assert!(err.contains("eval_every: 10 there, 1 here"), "{err}");
         assert!(!err.contains("cpu"), "{err}");
+    }
+
+    #[test]
+    fn a_checkpoint_goes_on_under_a_config_that_differs_only_after_training() {
+        let path = Path::new("ck/eemu.safetensors");
+        let here = identity(Some("AMD EPYC (avx512f)"));
+        // Another [adapt] section: another config hash, the same training hash.
+        let there = Identity { config_hash: "c-with-other-adapt".to_string(), ..here.clone() };
+        check_meta(path, &meta(there.clone()), &here, 4).unwrap();
+        // Another [train] section: refused, naming both hashes.
+        let trained_otherwise = Identity { training_hash: Some("t2".to_string()), ..there };
+        let err = check_meta(path, &meta(trained_otherwise), &here, 4).unwrap_err().to_string();
+        assert!(err.contains("training_hash: \"t2\" there, \"t\" here"), "{err}");
+        assert!(err.contains("config_hash"), "{err}");
+        // Written before the training hash existed: the whole config must match.
+        let mut old = serde_json::to_value(&here).unwrap();
+        old.as_object_mut().unwrap().remove("training_hash");
+        let old: Identity = serde_json::from_value(old).unwrap();
+        assert_eq!(old.training_hash, None);
+        check_meta(path, &meta(old.clone()), &here, 4).unwrap();
+        let old_other = Identity { config_hash: "c-with-other-adapt".to_string(), ..old };
+        let err = check_meta(path, &meta(old_other), &here, 4).unwrap_err().to_string();
+        assert!(err.contains("config_hash: \"c-with-other-adapt\" there, \"c\" here"), "{err}");
+        assert!(!err.contains("training_hash"), "{err}");
     }
 }

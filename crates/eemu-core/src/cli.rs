@@ -203,16 +203,29 @@ pub struct EvaluateArgs {
     #[arg(long, value_delimiter = ',', default_value = "10,25,50")]
     pub batch_clusters: Vec<usize>,
     /// Step sizes of per-user adaptation to try for eemu-adapt, comma-separated (default:
-    /// adapt.learning_rate of the config). Every rate is tried with every --adapt-steps count on
-    /// the same models; the eemu-adapt row is the setting with the best validation HR@10 (the
-    /// first listed on a tie), and with more than one setting each is also listed as
-    /// eemu-adapt(lr=..,steps=..). The test item never takes part in the choice.
+    /// adapt.learning_rate of the config). Every rate is tried with every --adapt-steps count,
+    /// --adapt-temperatures value and --adapt-set-sizes size on the same models; the eemu-adapt
+    /// row is the setting with the best validation HR@10 (the first listed on a tie), and with
+    /// more than one setting each is also listed as eemu-adapt(lr=..,steps=..). The test item
+    /// never takes part in the choice.
     #[arg(long, value_delimiter = ',', value_name = "LRS")]
     pub adapt_learning_rates: Vec<f64>,
     /// Step counts of per-user adaptation to try for eemu-adapt, comma-separated (default:
     /// adapt.steps of the config). One adaptation per rate is read after each count.
     #[arg(long, value_delimiter = ',', value_name = "STEPS")]
     pub adapt_steps: Vec<usize>,
+    /// Temperatures T of the adaptation-set sampling to try for eemu-adapt, comma-separated
+    /// (default: adapt.temperature of the config). Items of the user's history are drawn with
+    /// p_i ~ exp((1/d_i) / T), d_i = the item's training degree: the reference's 0.01 draws
+    /// almost only the user's rarest items, a large T (e.g. 100) nearly uniformly. Candidate rows
+    /// name a value other than the config's as T=...
+    #[arg(long, value_delimiter = ',', value_name = "TS")]
+    pub adapt_temperatures: Vec<f64>,
+    /// Adaptation-set sizes (items drawn with replacement from the user's history) to try for
+    /// eemu-adapt, comma-separated (default: adapt.set_size of the config). Candidate rows name a
+    /// size other than the config's as set=...
+    #[arg(long, value_delimiter = ',', value_name = "SIZES")]
+    pub adapt_set_sizes: Vec<usize>,
     /// Device: auto (CUDA when available), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -226,8 +239,9 @@ pub struct EvaluateArgs {
     #[arg(long, value_name = "FILE")]
     pub ranks_out: Option<PathBuf>,
     /// Folder for checkpoints (created): after every evaluation each trained method's state is
-    /// written to DIR/<method>.safetensors, and a later run with the same folder, data, config,
-    /// seed, device and --eval-every goes on from there, for as many --epochs as it asks (on
+    /// written to DIR/<method>.safetensors, and a later run with the same folder, data, training
+    /// settings (seed, [shards], [model], [train]; [adapt] may differ), device and --eval-every
+    /// goes on from there, for as many --epochs as it asks (on
     /// the CPU with the numbers an uninterrupted run gives). For long runs that may be stopped,
     /// and for extending a finished run. DIR/eemu-adapt.json keeps the ranks of each per-user
     /// adaptation setting of the chosen eemu models, read back while they stay chosen. The files
