@@ -360,6 +360,17 @@ fn compare_pairs_users_across_rank_files_and_names_bad_rows() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).1.contains("no method zz"), "{:?}", text(&o));
 
+    // Candidate rows of an adaptation grid have commas in their names: a list splits only at
+    // commas outside parentheses (parse_names).
+    let grid = "method,user_id,rank\nmean,1,0\nmean,2,5\n\"eemu-adapt(lr=0.1,steps=1)\",1,0\n\"eemu-adapt(lr=0.1,steps=1)\",2,1\n";
+    std::fs::write(d.join("g.csv"), grid).unwrap();
+    let args = ["compare", "--ranks", "g.csv", "--k", "2", "--resamples", "50", "--out", "g.json"];
+    let o = eemu(&[&args[..], &["--baseline", "mean", "--methods", "eemu-adapt(lr=0.1,steps=1)"]].concat(), d);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let g: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("g.json")).unwrap()).unwrap();
+    assert_eq!(g["comparisons"][0]["method"], "eemu-adapt(lr=0.1,steps=1)", "{g}");
+    assert_eq!(g["comparisons"][0]["hr"]["method"], 1.0, "{g}");
+
     // A user listed twice for a method: exit 3, naming the file, line and column.
     std::fs::write(d.join("dup.csv"), "method,user_id,rank\nmean,1,0\nmean,1,3\n").unwrap();
     let o = eemu(&["compare", "--ranks", "dup.csv"], d);

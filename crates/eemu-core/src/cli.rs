@@ -126,12 +126,13 @@ pub struct CompareArgs {
     pub ranks: Vec<String>,
     /// Baselines, comma-separated; a name may leave out its LABEL: when that is unambiguous, and
     /// A+B pools runs (e.g. seeds) into one (default: retrain and mean, where the files hold them)
-    #[arg(long, value_delimiter = ',')]
-    pub baseline: Vec<String>,
+    #[arg(long, value_parser = parse_names)]
+    pub baseline: Option<Names>,
     /// Methods to compare with each baseline, comma-separated, A+B pooling runs as for
-    /// --baseline (default: all the others)
-    #[arg(long, value_delimiter = ',')]
-    pub methods: Vec<String>,
+    /// --baseline (default: all the others). Commas inside parentheses belong to the name, as in
+    /// eemu-adapt(lr=0.0002,steps=1)
+    #[arg(long, value_parser = parse_names)]
+    pub methods: Option<Names>,
     /// Cut-off K of HR@K and NDCG@K
     #[arg(long, default_value_t = 10)]
     pub k: usize,
@@ -480,7 +481,9 @@ fn execute_data(config_path: &Option<PathBuf>, command: &Command) -> Result<Stri
         }
         Command::Compare(a) => {
             let settings = crate::compare::Settings { k: a.k, resamples: a.resamples, seed: a.seed };
-            crate::compare::run(&a.ranks, &a.methods, &a.baseline, &settings, a.out.as_deref())
+            let names = |n: &Option<Names>| n.as_ref().map(|n| n.0.clone()).unwrap_or_default();
+            let (methods, baseline) = (names(&a.methods), names(&a.baseline));
+            crate::compare::run(&a.ranks, &methods, &baseline, &settings, a.out.as_deref())
         }
         Command::Verify(a) => {
             let report = crate::verify::verify(&Store::new(&a.store))?;
@@ -494,5 +497,50 @@ fn execute_data(config_path: &Option<PathBuf>, command: &Command) -> Result<Stri
         Command::Train(_) | Command::Evaluate(_) | Command::Infer(_) | Command::Nightly(_) | Command::Forget(_) => {
             bail!("this command runs in eemu-engine")
         }
+    }
+}
+
+/// Method names given as one comma-separated list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Names(pub Vec<String>);
+
+/// A comma-separated list of method names, split only at commas outside parentheses: the
+/// adaptation grid's names hold commas (`eemu-adapt(lr=0.0002,steps=1)`).
+fn parse_names(text: &str) -> Result<Names, String> {
+    let (mut names, mut depth, mut start) = (Vec::new(), 0i32, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' if depth == 0 => return Err(format!("unbalanced ')' at character {}", i + 1)),
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                names.push(text[start..i].to_string());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err("unbalanced '('".to_string());
+    }
+    names.push(text[start..].to_string());
+    Ok(Names(names))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_lists_split_at_commas_outside_parentheses() {
+        let names = |t: &str| parse_names(t).map(|n| n.0);
+        assert_eq!(names("retrain,mean").unwrap(), ["retrain", "mean"]);
+        assert_eq!(
+            names("a:eemu-adapt(lr=0.0002,steps=1,T=1)+b:eemu-adapt(lr=0.0002,steps=1,T=1),mean").unwrap(),
+            ["a:eemu-adapt(lr=0.0002,steps=1,T=1)+b:eemu-adapt(lr=0.0002,steps=1,T=1)", "mean"]
+        );
+        assert_eq!(names("mean,").unwrap(), ["mean", ""], "an empty name is left for compare to refuse");
+        assert!(names("eemu-adapt(lr=1").unwrap_err().contains("unbalanced '('"));
+        assert!(names("mean)").unwrap_err().contains("unbalanced ')' at character 5"));
     }
 }
