@@ -825,7 +825,10 @@ pub fn table(results: &[MethodResult]) -> String {
         } else {
             "from the config's [adapt]".to_string()
         };
-        s.push_str(&format!("(eemu-adapt: adaptation lr={}, steps={}, {how})\n", a.learning_rate, a.steps));
+        s.push_str(&format!(
+            "(eemu-adapt: adaptation lr={}, steps={}, T={}, set={}, {how})\n",
+            a.learning_rate, a.steps, a.temperature, a.set_size
+        ));
     }
     s
 }

@@ -156,6 +156,13 @@ fn adaptation_grid_reads_each_setting_and_chooses_on_validation() {
     assert!(compared.iter().any(|m| m == "eemu-adapt"), "{compared:?}");
     let text = table(&rows);
     assert!(text.contains("chosen on validation HR@10 among 5 settings"), "{text}");
+    // The footer names the chosen setting whole, its sampling included.
+    let a = rows[2].adaptation.unwrap();
+    let footer = format!(
+        "(eemu-adapt: adaptation lr={}, steps={}, T={}, set={},",
+        a.learning_rate, a.steps, a.temperature, a.set_size
+    );
+    assert!(text.contains(&footer), "{text}");
     assert!(text.contains(&candidates[2].method), "{text}");
 }
 
