@@ -116,19 +116,19 @@ fn cuda(i: usize) -> Result<Device> {
     Ok(Device::Cuda(i))
 }
 
-/// Rejects a `--config` whose training settings differ from those the store was ingested with.
-fn check_config(cli: &Cli, prepared: &Prepared) -> Result<()> {
-    if let Some(path) = &cli.config {
-        let given = crate::cli::resolve_config(&Some(path.clone()))?;
-        if given.training_identity() != prepared.config.training_identity() {
-            bail!(
-                "{}: its seed, [shards], [model] or [train] settings differ from those the store was ingested with; \
-                 lineage hashes depend on them, so re-run `eemu ingest` with this config first",
-                path.display()
-            );
-        }
+/// The `--config` given, if any, once checked: rejected when its training settings differ from
+/// those the store was ingested with.
+fn check_config(cli: &Cli, prepared: &Prepared) -> Result<Option<crate::config::Config>> {
+    let Some(path) = &cli.config else { return Ok(None) };
+    let given = crate::cli::resolve_config(&cli.config)?;
+    if given.training_identity() != prepared.config.training_identity() {
+        bail!(
+            "{}: its seed, [shards], [model] or [train] settings differ from those the store was ingested with; \
+             lineage hashes depend on them, so re-run `eemu ingest` with this config first",
+            path.display()
+        );
     }
-    Ok(())
+    Ok(Some(given))
 }
 
 /// Trains one shard and publishes its model and log under its lineage folder.
@@ -315,12 +315,8 @@ fn infer_command(cli: &Cli, args: &InferArgs, nightly: bool) -> Result<String> {
             );
         }
     }
-    check_config(cli, &prepared)?;
     // [cluster] and [infer] may come from --config; training settings must be the store's.
-    let mut config = match &cli.config {
-        Some(_) => crate::cli::resolve_config(&cli.config)?,
-        None => prepared.config.clone(),
-    };
+    let mut config = check_config(cli, &prepared)?.unwrap_or_else(|| prepared.config.clone());
     if let Some(layout) = args.layout {
         config.infer.layout = match layout {
             LayoutArg::Nested => crate::config::LayoutChoice::Nested,
@@ -471,11 +467,9 @@ fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
         }
         None => {
             let (_, mut prepared) = Store::new(&args.store).load()?;
-            check_config(cli, &prepared)?;
             // [adapt], [cluster] and [infer] act after training (eemu-adapt, eemu-batch) and come
             // from --config, as in `eemu infer`; what the store's data depends on may not differ.
-            if let Some(path) = &cli.config {
-                let given = crate::cli::resolve_config(&cli.config)?;
+            if let (Some(path), Some(given)) = (&cli.config, check_config(cli, &prepared)?) {
                 if given.split != prepared.config.split || given.ingest != prepared.config.ingest {
                     bail!(
                         "{}: its [split] or [ingest] settings differ from those the store was ingested with, and \

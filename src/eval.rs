@@ -558,10 +558,10 @@ struct AdaptRanks {
 }
 
 /// Per-user adaptation (Algorithm 2) of the `eemu` models at every setting of the grid, in grid
-/// order. One pass per learning rate reads every step count of that rate off one adaptation.
-/// With a checkpoint folder, the ranks are kept in its adaptation cache: a rate whose every step
-/// count is cached for these very models is read back, not adapted again; `identity` is the
-/// `eemu` method's checkpoint identity, part of the cache key.
+/// order. One pass per (temperature, set size, learning rate) reads every step count of it off
+/// one adaptation. With a checkpoint folder, the ranks are kept in its adaptation cache: a pass
+/// whose every step count is cached for these very models is read back, not adapted again;
+/// `identity` is the `eemu` method's checkpoint identity, part of the cache key.
 fn adapt_grid(
     p: &Prepared,
     t: &Targets,
@@ -579,26 +579,23 @@ fn adapt_grid(
         }
         None => None,
     };
-    // One pass per (temperature, set size, rate), in grid order; each reads all its step counts.
-    let mut passes: Vec<(u64, usize, f64)> = Vec::new();
+    // A pass is a setting without its step count; passes in grid order (temperatures outermost,
+    // so each adaptation-set sampling is drawn once).
+    let pass_of = |g: &AdaptSetting| AdaptSetting { steps: 0, ..*g };
+    let mut passes: Vec<AdaptSetting> = Vec::new();
     for g in &grid {
-        let pass = (g.temperature.to_bits(), g.set_size, g.learning_rate);
-        if !passes.contains(&pass) {
-            passes.push(pass);
+        if !passes.contains(&pass_of(g)) {
+            passes.push(pass_of(g));
         }
     }
-    let mut sets_of: Option<((u64, usize), AdaptationSets)> = None;
+    let mut sets_of: Option<(AdaptSetting, AdaptationSets)> = None;
     let mut found = Vec::with_capacity(grid.len());
-    for (temperature_bits, set_size, lr) in passes {
-        let temperature = f64::from_bits(temperature_bits);
-        let same_pass = |g: &&AdaptSetting| {
-            g.temperature.to_bits() == temperature_bits && g.set_size == set_size && g.learning_rate == lr
-        };
-        let mut step_counts: Vec<usize> = grid.iter().filter(same_pass).map(|g| g.steps).collect();
+    for pass in passes {
+        let AdaptSetting { learning_rate: lr, temperature, set_size, .. } = pass;
+        let mut step_counts: Vec<usize> = grid.iter().filter(|g| pass_of(g) == pass).map(|g| g.steps).collect();
         step_counts.sort_unstable();
         step_counts.dedup();
-        let settings: Vec<AdaptSetting> =
-            step_counts.iter().map(|&steps| AdaptSetting { learning_rate: lr, steps, temperature, set_size }).collect();
+        let settings: Vec<AdaptSetting> = step_counts.iter().map(|&steps| AdaptSetting { steps, ..pass }).collect();
         let cached: Option<Vec<AdaptRanks>> =
             cache.as_ref().and_then(|cache| settings.iter().map(|&g| cache.get(g)).collect());
         let ranks_of_pass: Vec<AdaptRanks> = if let Some(cached) = cached {
@@ -616,8 +613,9 @@ fn adapt_grid(
             cached
         } else {
             let start = Instant::now();
-            if sets_of.as_ref().map(|(key, _)| *key) != Some((temperature_bits, set_size)) {
-                sets_of = Some(((temperature_bits, set_size), adaptation_sets(t, c.seed, set_size, temperature)));
+            let same_sampling = |s: &AdaptSetting| s.temperature == temperature && s.set_size == set_size;
+            if !sets_of.as_ref().is_some_and(|(of, _)| same_sampling(of)) {
+                sets_of = Some((pass, adaptation_sets(t, c.seed, set_size, temperature)));
             }
             let sets = &sets_of.as_ref().expect("just made").1;
             let (mut parts, back): (Vec<Vec<Vec<f32>>>, Vec<TwoTower>) = pool.install(|| {

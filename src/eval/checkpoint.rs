@@ -82,7 +82,7 @@ impl Identity {
             algorithm,
             shards,
             config_hash: p.config.hash(),
-            training_hash: Some(crate::config::hex(&Sha256::digest(p.config.training_identity().as_bytes()))),
+            training_hash: Some(p.config.training_hash()),
             data_hash: crate::config::hex(&h.finalize()),
             eval_every: o.eval_every,
             device: format!("{:?}", o.device),

@@ -549,6 +549,11 @@ impl Config {
         }
     }
 
+    /// SHA-256 (hex) of [`Config::training_identity`]: what trained models depend on.
+    pub fn training_hash(&self) -> String {
+        hex(&Sha256::digest(self.training_identity().as_bytes()))
+    }
+
     /// SHA-256 of the whole resolved config (hex), recorded in manifests.
     pub fn hash(&self) -> String {
         let text = serde_json::to_string(self).expect("config serializes");
