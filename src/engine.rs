@@ -503,6 +503,7 @@ fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
                 steps: &args.adapt_steps,
                 temperatures: &args.adapt_temperatures,
                 set_sizes: &args.adapt_set_sizes,
+                scopes: &args.adapt_scopes,
             },
             &prepared.config.adapt,
         ),

@@ -20,7 +20,7 @@ use serde::Serialize;
 use tch::{Device, Tensor};
 use tracing::info;
 
-use crate::config::{AdaptConfig, Algorithm, Config};
+use crate::config::{AdaptConfig, AdaptScope, Algorithm, Config};
 use crate::data::split::Split;
 use crate::model::TwoTower;
 use crate::store::Prepared;
@@ -163,12 +163,13 @@ fn adapted_scores(
     sets: &[(Vec<i64>, Vec<i64>)],
     lr: f64,
     margin: f64,
+    scope: AdaptScope,
     step_counts: &[usize],
 ) -> Vec<Vec<f32>> {
     let n = t.n_items;
     let mut out = vec![vec![0f32; t.users.len() * n]; step_counts.len()];
     for (k, &user) in t.users.iter().enumerate() {
-        let points = crate::infer::specialize_at(model, &[user], &[&sets[k]], lr, margin, step_counts);
+        let points = crate::infer::specialize_at(model, &[user], &[&sets[k]], lr, margin, scope, step_counts);
         for (c, (u, items)) in points.into_iter().enumerate() {
             let row = tch::no_grad(|| u.matmul(&items.transpose(0, 1)).to_device(Device::Cpu).flatten(0, 1));
             out[c][k * n..(k + 1) * n].copy_from_slice(&Vec::<f32>::try_from(row).expect("f32 scores"));
@@ -219,13 +220,14 @@ pub struct MethodResult {
 }
 
 /// One setting of per-user adaptation: the fresh Adam's step size and its number of steps,
-/// and the adaptation set's sampling temperature and size.
+/// the adaptation set's sampling temperature and size, and the parameters it moves.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct AdaptSetting {
     pub learning_rate: f64,
     pub steps: usize,
     pub temperature: f64,
     pub set_size: usize,
+    pub scope: AdaptScope,
 }
 
 /// The values of an adaptation grid to try, each list empty for the config's value.
@@ -235,11 +237,12 @@ pub struct AdaptGrid<'a> {
     pub steps: &'a [usize],
     pub temperatures: &'a [f64],
     pub set_sizes: &'a [usize],
+    pub scopes: &'a [AdaptScope],
 }
 
 impl AdaptSetting {
-    /// The settings of temperatures x set sizes x rates x steps, in that order (temperatures
-    /// outermost), duplicates dropped. An empty list stands for the config's value, so with all
+    /// The settings of temperatures x set sizes x scopes x rates x steps, in that order
+    /// (temperatures outermost), duplicates dropped. An empty list stands for the config's value, so with all
     /// empty the grid is the config's setting alone.
     pub fn grid(g: &AdaptGrid, c: &AdaptConfig) -> Vec<AdaptSetting> {
         fn or<T: Copy>(given: &[T], default: T) -> Vec<T> {
@@ -252,11 +255,13 @@ impl AdaptSetting {
         let mut grid = Vec::new();
         for &temperature in &or(g.temperatures, c.temperature) {
             for &set_size in &or(g.set_sizes, c.set_size) {
-                for &learning_rate in &or(g.learning_rates, c.learning_rate) {
-                    for &steps in &or(g.steps, c.steps) {
-                        let s = AdaptSetting { learning_rate, steps, temperature, set_size };
-                        if !grid.contains(&s) {
-                            grid.push(s);
+                for &scope in &or(g.scopes, c.scope) {
+                    for &learning_rate in &or(g.learning_rates, c.learning_rate) {
+                        for &steps in &or(g.steps, c.steps) {
+                            let s = AdaptSetting { learning_rate, steps, temperature, set_size, scope };
+                            if !grid.contains(&s) {
+                                grid.push(s);
+                            }
                         }
                     }
                 }
@@ -272,11 +277,12 @@ impl AdaptSetting {
             steps: c.steps,
             temperature: c.temperature,
             set_size: c.set_size,
+            scope: c.scope,
         }
     }
 
-    /// The row name of this setting when it is one candidate of a grid; the temperature and set
-    /// size are named only where they differ from the config's `c`.
+    /// The row name of this setting when it is one candidate of a grid; the temperature, set
+    /// size and scope are named only where they differ from the config's `c`.
     pub fn method_name(&self, c: &AdaptConfig) -> String {
         let mut name = format!("eemu-adapt(lr={},steps={}", self.learning_rate, self.steps);
         if self.temperature.to_bits() != c.temperature.to_bits() {
@@ -284,6 +290,9 @@ impl AdaptSetting {
         }
         if self.set_size != c.set_size {
             name.push_str(&format!(",set={}", self.set_size));
+        }
+        if self.scope != c.scope {
+            name.push_str(&format!(",scope={}", self.scope.name()));
         }
         name + ")"
     }
@@ -591,7 +600,7 @@ fn adapt_grid(
     let mut sets_of: Option<(AdaptSetting, AdaptationSets)> = None;
     let mut found = Vec::with_capacity(grid.len());
     for pass in passes {
-        let AdaptSetting { learning_rate: lr, temperature, set_size, .. } = pass;
+        let AdaptSetting { learning_rate: lr, temperature, set_size, scope, .. } = pass;
         let mut step_counts: Vec<usize> = grid.iter().filter(|g| pass_of(g) == pass).map(|g| g.steps).collect();
         step_counts.sort_unstable();
         step_counts.dedup();
@@ -606,6 +615,7 @@ fn adapt_grid(
                     steps = r.setting.steps,
                     temperature,
                     set_size,
+                    scope = scope.name(),
                     validation_hr10 = format!("{:.4}", Metrics::from_ranks(&r.valid).hr10),
                     "per-user adaptation read back from {from}"
                 );
@@ -621,7 +631,7 @@ fn adapt_grid(
             let (mut parts, back): (Vec<Vec<Vec<f32>>>, Vec<TwoTower>) = pool.install(|| {
                 models
                     .into_par_iter()
-                    .map(|m| (adapted_scores(&m, t, sets, lr, c.train.margin, &step_counts), m))
+                    .map(|m| (adapted_scores(&m, t, sets, lr, c.train.margin, scope, &step_counts), m))
                     .unzip()
             });
             models = back;
@@ -635,6 +645,7 @@ fn adapt_grid(
                     steps = setting.steps,
                     temperature,
                     set_size,
+                    scope = scope.name(),
                     validation_hr10 = format!("{:.4}", Metrics::from_ranks(&valid).hr10),
                     seconds = format!("{seconds:.0}"),
                     "per-user adaptation evaluated"
@@ -824,8 +835,12 @@ pub fn table(results: &[MethodResult]) -> String {
             "from the config's [adapt]".to_string()
         };
         s.push_str(&format!(
-            "(eemu-adapt: adaptation lr={}, steps={}, T={}, set={}, {how})\n",
-            a.learning_rate, a.steps, a.temperature, a.set_size
+            "(eemu-adapt: adaptation lr={}, steps={}, T={}, set={}, scope={}, {how})\n",
+            a.learning_rate,
+            a.steps,
+            a.temperature,
+            a.set_size,
+            a.scope.name()
         ));
     }
     s
@@ -849,9 +864,14 @@ mod tests {
 
     #[test]
     fn adapt_grid_fills_an_empty_list_with_the_config_value() {
-        let c = AdaptConfig { learning_rate: 2e-4, steps: 1, temperature: 0.01, set_size: 7 };
-        let s =
-            |learning_rate: f64, steps: usize| AdaptSetting { learning_rate, steps, temperature: 0.01, set_size: 7 };
+        let c = AdaptConfig { learning_rate: 2e-4, steps: 1, temperature: 0.01, set_size: 7, scope: AdaptScope::All };
+        let s = |learning_rate: f64, steps: usize| AdaptSetting {
+            learning_rate,
+            steps,
+            temperature: 0.01,
+            set_size: 7,
+            scope: AdaptScope::All,
+        };
         let grid = |learning_rates: &[f64], steps: &[usize]| {
             AdaptSetting::grid(&AdaptGrid { learning_rates, steps, ..AdaptGrid::default() }, &c)
         };
@@ -871,21 +891,67 @@ mod tests {
             },
             &c,
         );
-        let t =
-            |temperature: f64, set_size: usize| AdaptSetting { learning_rate: 1e-4, steps: 1, temperature, set_size };
+        let t = |temperature: f64, set_size: usize| AdaptSetting {
+            learning_rate: 1e-4,
+            steps: 1,
+            temperature,
+            set_size,
+            scope: AdaptScope::All,
+        };
         assert_eq!(g, vec![t(0.01, 7), t(0.01, 21), t(1.0, 7), t(1.0, 21)]);
+        // scopes inside the sampling, outside the rates
+        let g = AdaptSetting::grid(
+            &AdaptGrid {
+                learning_rates: &[1e-4, 1e-3],
+                set_sizes: &[7, 21],
+                scopes: &[AdaptScope::User, AdaptScope::All],
+                ..AdaptGrid::default()
+            },
+            &c,
+        );
+        let u = |set_size: usize, scope: AdaptScope, learning_rate: f64| AdaptSetting {
+            learning_rate,
+            steps: 1,
+            temperature: 0.01,
+            set_size,
+            scope,
+        };
+        use AdaptScope::{All, User};
+        assert_eq!(
+            g,
+            vec![
+                u(7, User, 1e-4),
+                u(7, User, 1e-3),
+                u(7, All, 1e-4),
+                u(7, All, 1e-3),
+                u(21, User, 1e-4),
+                u(21, User, 1e-3),
+                u(21, All, 1e-4),
+                u(21, All, 1e-3)
+            ]
+        );
     }
 
     #[test]
     fn adapt_row_names_give_the_sampling_only_where_it_is_not_the_configs() {
-        let c = AdaptConfig { learning_rate: 2e-4, steps: 1, temperature: 0.01, set_size: 7 };
-        let s = AdaptSetting { learning_rate: 1e-4, steps: 3, temperature: 0.01, set_size: 7 };
+        let c = AdaptConfig { learning_rate: 2e-4, steps: 1, temperature: 0.01, set_size: 7, scope: AdaptScope::All };
+        let s = AdaptSetting { learning_rate: 1e-4, steps: 3, temperature: 0.01, set_size: 7, scope: AdaptScope::All };
         assert_eq!(s.method_name(&c), "eemu-adapt(lr=0.0001,steps=3)");
         assert_eq!(AdaptSetting { temperature: 1.0, ..s }.method_name(&c), "eemu-adapt(lr=0.0001,steps=3,T=1)");
         assert_eq!(AdaptSetting { set_size: 21, ..s }.method_name(&c), "eemu-adapt(lr=0.0001,steps=3,set=21)");
         assert_eq!(
             AdaptSetting { temperature: 100.0, set_size: 21, ..s }.method_name(&c),
             "eemu-adapt(lr=0.0001,steps=3,T=100,set=21)"
+        );
+        let user = AdaptSetting { scope: AdaptScope::User, ..s };
+        assert_eq!(user.method_name(&c), "eemu-adapt(lr=0.0001,steps=3,scope=user)");
+        assert_eq!(
+            user.method_name(&AdaptConfig { scope: AdaptScope::User, ..c.clone() }),
+            "eemu-adapt(lr=0.0001,steps=3)"
+        );
+        assert_eq!(
+            s.method_name(&AdaptConfig { scope: AdaptScope::User, ..c }),
+            "eemu-adapt(lr=0.0001,steps=3,scope=all)"
         );
     }
 

@@ -23,7 +23,7 @@ use tch::{Device, Kind, Tensor};
 use tracing::info;
 
 use crate::cluster::{self, ConsensusMethod, KMeansSettings, ShardLabels};
-use crate::config::{ClusterConfig, Config, ConsensusChoice};
+use crate::config::{AdaptScope, ClusterConfig, Config, ConsensusChoice};
 use crate::data::split::Split;
 use crate::model::{gather_rows, TwoTower};
 use crate::output::{Source, UserTopK};
@@ -336,9 +336,10 @@ pub fn specialize(
     sets: &[&(Vec<i64>, Vec<i64>)],
     lr: f64,
     margin: f64,
+    scope: AdaptScope,
     steps: usize,
 ) -> (Tensor, Tensor) {
-    specialize_at(model, users, sets, lr, margin, &[steps]).remove(0)
+    specialize_at(model, users, sets, lr, margin, scope, &[steps]).remove(0)
 }
 
 /// [`specialize`] read at several points of one adaptation: the (user, item) vectors after each
@@ -350,10 +351,20 @@ pub fn specialize_at(
     sets: &[&(Vec<i64>, Vec<i64>)],
     lr: f64,
     margin: f64,
+    scope: AdaptScope,
     step_counts: &[usize],
 ) -> Vec<(Tensor, Tensor)> {
     assert!(step_counts.windows(2).all(|w| w[0] < w[1]), "step counts must ascend");
     let dev = model.device;
+    // Under `AdaptScope::User` the item side keeps the shard model's weights: its vectors are
+    // read once, outside the graph, so the item part of every gradient is zero and Adam leaves it
+    // exactly as it is.
+    let fixed_items = |items: &Tensor| -> Option<Tensor> {
+        (scope == AdaptScope::User)
+            .then(|| tch::no_grad(|| model.item_vectors(&model.params.views(&model.params.flat), items)))
+    };
+    let all_items = Tensor::arange(model.items.tables[0].size()[0], (Kind::Int64, dev));
+    let fixed_all = fixed_items(&all_items);
     let mut owner = Vec::new();
     let (mut pos, mut neg) = (Vec::new(), Vec::new());
     for (k, (p, n)) in sets.iter().enumerate() {
@@ -365,7 +376,8 @@ pub fn specialize_at(
     let read = |w: &Tensor| {
         tch::no_grad(|| {
             let p = model.params.views(w);
-            (model.user_vectors(&p, &user_ids), model.all_item_vectors(&p))
+            let items = fixed_all.as_ref().map_or_else(|| model.item_vectors(&p, &all_items), |v| v.shallow_clone());
+            (model.user_vectors(&p, &user_ids), items)
         })
     };
     let mut out = Vec::with_capacity(step_counts.len());
@@ -379,13 +391,14 @@ pub fn specialize_at(
     let owner = Tensor::from_slice(&owner).to_device(dev);
     let items = Tensor::from_slice(&[pos.as_slice(), neg.as_slice()].concat()).to_device(dev);
     let m = pos.len() as i64;
+    let fixed_set = fixed_items(&items);
     let mut adam = Adam::new(&adapted, lr);
     let mut done = 0;
     for &target in step_counts {
         while done < target {
             let p = model.params.views(&adapted);
             let u = gather_rows(&model.user_vectors(&p, &user_ids), &owner);
-            let v = model.item_vectors(&p, &items);
+            let v = fixed_set.as_ref().map_or_else(|| model.item_vectors(&p, &items), |v| v.shallow_clone());
             let s_pos = (&u * v.narrow(0, 0, m)).sum_dim_intlist(1, false, Kind::Float);
             let s_neg = (&u * v.narrow(0, m, m)).sum_dim_intlist(1, false, Kind::Float);
             let loss = hinge(&s_pos, &s_neg, margin);
@@ -516,7 +529,9 @@ pub fn cluster_vectors(
     let refs: Vec<&(Vec<i64>, Vec<i64>)> = sets.iter().collect();
     let (xs, ys): (Vec<Tensor>, Vec<Tensor>) = models
         .iter()
-        .map(|m| specialize(m, users, &refs, config.adapt.learning_rate, config.train.margin, steps))
+        .map(|m| {
+            specialize(m, users, &refs, config.adapt.learning_rate, config.train.margin, config.adapt.scope, steps)
+        })
         .unzip();
     let s = models.len() as f64;
     (Tensor::cat(&xs, 1) / s, Tensor::cat(&ys, 1))
@@ -657,6 +672,42 @@ mod tests {
         // same key, same set; another user, another stream
         assert_eq!(adaptation_set(7, &[0, 1], Some(2), &degree, 0, 7, 0.01).1, neg);
         assert!(adaptation_set(7, &[], None, &degree, 0, 7, 0.01).0.is_empty());
+    }
+
+    #[test]
+    fn a_user_scope_adaptation_moves_the_user_vector_and_leaves_every_item_vector() {
+        use crate::data::{Entities, Feature, Ids};
+        let entities = |ids: Vec<i64>, labels: &[&str]| {
+            let labels: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
+            Entities { ids: Ids::Int(ids), features: vec![Feature::categorical("f", &labels)] }
+        };
+        let config = crate::config::ModelConfig {
+            feature_dim: 4,
+            user_tower: vec![8],
+            item_tower: vec![6],
+            embedding_dim: 5,
+            ..Default::default()
+        };
+        let users = entities(vec![1, 2, 3], &["a", "b", "a"]);
+        let items = entities(vec![10, 11, 12, 13, 14, 15], &["x", "y", "x", "y", "x", "y"]);
+        let model = TwoTower::new(&config, &users, &items, &[true, true, true], 0, 0, Device::Cpu);
+        let set = (vec![1i64, 2, 3], vec![4i64, 5, 0]);
+        let (base_u, base_items) = specialize(&model, &[1], &[&set], 1e-2, 1.0, AdaptScope::User, 0);
+        let loss = |u: &Tensor| {
+            let v = |ids: &[i64]| base_items.index_select(0, &Tensor::from_slice(ids));
+            let s = |ids: &[i64]| (u * v(ids)).sum_dim_intlist(1, false, Kind::Float);
+            hinge(&s(&set.0), &s(&set.1), 1.0).double_value(&[])
+        };
+        let user = specialize_at(&model, &[1], &[&set], 1e-2, 1.0, AdaptScope::User, &[1, 3]);
+        for (u, items) in &user {
+            assert!(items.equal(&base_items), "an item vector moved under scope user");
+            assert!(!u.equal(&base_u), "the user vector did not move");
+        }
+        assert!(loss(&user[1].0) < loss(&base_u), "{} >= {}", loss(&user[1].0), loss(&base_u));
+        // Scope all moves the item side too; the shard model itself is never changed.
+        let (_, all_items) = specialize(&model, &[1], &[&set], 1e-2, 1.0, AdaptScope::All, 1);
+        assert!(!all_items.equal(&base_items));
+        assert!(specialize(&model, &[1], &[&set], 1e-2, 1.0, AdaptScope::User, 0).1.equal(&base_items));
     }
 
     #[test]

@@ -177,10 +177,14 @@ fn evaluate_takes_adaptation_settings_from_its_config_and_keeps_the_checkpoints(
     let tiny = "[model]\nfeature_dim = 4\nuser_tower = [8]\nitem_tower = [8]\nembedding_dim = 4\n\
                 [train]\nepochs = 1\nbatch_size = 4\n[shards]\ncount = 2\n";
     std::fs::write(d.join("tiny.toml"), tiny).unwrap();
-    std::fs::write(d.join("adapt.toml"), format!("{tiny}[adapt]\nlearning_rate = 0.03\ntemperature = 100.0\n"))
-        .unwrap();
+    std::fs::write(
+        d.join("adapt.toml"),
+        format!("{tiny}[adapt]\nlearning_rate = 0.03\ntemperature = 100.0\nscope = \"user\"\n"),
+    )
+    .unwrap();
     std::fs::write(d.join("split.toml"), format!("{tiny}[split]\nmin_interactions = 4\n")).unwrap();
     std::fs::write(d.join("train.toml"), tiny.replace("batch_size = 4", "batch_size = 3")).unwrap();
+    std::fs::write(d.join("scope.toml"), format!("{tiny}[adapt]\nscope = \"items\"\n")).unwrap();
     ok(eemu(
         &["synth", "--out", "in", "--seed", "3", "--users", "40", "--items", "30", "--interactions-per-user", "5..10"],
         d,
@@ -202,6 +206,7 @@ fn evaluate_takes_adaptation_settings_from_its_config_and_keeps_the_checkpoints(
     let store = rows("store.json");
     assert_eq!(store[1]["adaptation"]["learning_rate"], 2e-4, "{store:?}");
     assert_eq!(store[1]["adaptation"]["temperature"], 0.01, "{store:?}");
+    assert_eq!(store[1]["adaptation"]["scope"], "all", "{store:?}");
 
     let o = run(Some("adapt.toml"), "adapt.json");
     let err = text(&o).1;
@@ -209,12 +214,15 @@ fn evaluate_takes_adaptation_settings_from_its_config_and_keeps_the_checkpoints(
     let adapted = rows("adapt.json");
     assert_eq!(adapted[1]["adaptation"]["learning_rate"], 0.03, "{adapted:?}");
     assert_eq!(adapted[1]["adaptation"]["temperature"], 100.0, "{adapted:?}");
+    assert_eq!(adapted[1]["adaptation"]["scope"], "user", "{adapted:?}");
     assert_eq!(adapted[0]["test"], store[0]["test"], "the same trained eemu models");
     assert_ne!(adapted[1]["validation"], store[1]["validation"], "another adaptation ranks alike");
 
-    for (config, says) in
-        [("split.toml", "[split] or [ingest] settings differ"), ("train.toml", "[train] settings differ")]
-    {
+    for (config, says) in [
+        ("split.toml", "[split] or [ingest] settings differ"),
+        ("train.toml", "[train] settings differ"),
+        ("scope.toml", "unknown variant `items`, expected `all` or `user`"),
+    ] {
         let o = run(Some(config), "refused.json");
         let err = text(&o).1;
         assert!(!o.status.success() && err.contains(config) && err.contains(says), "{config}: {err}");
@@ -405,6 +413,7 @@ fn evaluate_rejects_bad_adaptation_settings_by_option_name() {
         ),
         ("--adapt-temperatures", "inf", "got inf"),
         ("--adapt-set-sizes", "7,0", "--adapt-set-sizes: every set size must be at least 1"),
+        ("--adapt-scopes", "user,items", "unknown adaptation scope \"items\": expected \"all\" or \"user\""),
     ] {
         let o = eemu(&["evaluate", "--store", "no-store", option, value], dir.path());
         let (_, err) = text(&o);

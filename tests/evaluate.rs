@@ -7,6 +7,7 @@ use std::fs::File;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::UInt32Type;
 use common::*;
+use eemu::config::AdaptScope;
 use eemu::data::synth::SynthFormat;
 use eemu::eval::{evaluate, paired, table, write_ranks, AdaptSetting, EvalOptions, Targets};
 use eemu::store::{Prepared, Store};
@@ -108,14 +109,15 @@ fn adaptation_grid_reads_each_setting_and_chooses_on_validation() {
         (r, cmp)
     };
     let s = setting;
-    // The last two sample their adaptation sets otherwise: nearly uniformly over the history,
-    // and 20 items instead of the config's.
+    // Two sample their adaptation sets otherwise: nearly uniformly over the history, and 20
+    // items instead of the config's; the last adapts the user side only.
     let grid = vec![
         s(1e-12, 1),
         s(3e-2, 1),
         s(3e-2, 3),
         AdaptSetting { temperature: 100.0, ..s(3e-2, 1) },
         AdaptSetting { set_size: 20, ..s(3e-2, 1) },
+        AdaptSetting { scope: AdaptScope::User, ..s(3e-2, 1) },
     ];
     let (rows, compared) = run("grid", s(2e-4, 1), grid.clone());
     let names: Vec<&str> = rows.iter().map(|r| r.method.as_str()).collect();
@@ -125,11 +127,12 @@ fn adaptation_grid_reads_each_setting_and_chooses_on_validation() {
     assert!(candidates.iter().all(|r| r.method.starts_with("eemu-adapt(")), "{names:?}");
     assert_eq!(candidates[3].method, "eemu-adapt(lr=0.03,steps=1,T=100)");
     assert_eq!(candidates[4].method, "eemu-adapt(lr=0.03,steps=1,set=20)");
+    assert_eq!(candidates[5].method, "eemu-adapt(lr=0.03,steps=1,scope=user)");
     // A step of 1e-12 moves no float32 weight: the first candidate ranks as eemu does.
     assert_eq!(candidates[0].test_ranks, rows[1].test_ranks);
     // Each candidate is what an evaluation with that setting in the config gives, so reading 1
     // and 3 steps off one adaptation equals adapting 1 and 3 steps separately, and a grid's
-    // temperature or set size is the config's.
+    // temperature, set size or scope is the config's.
     for (k, g) in grid.iter().enumerate().skip(1) {
         let (alone, _) = run(&format!("alone-{k}"), *g, vec![]);
         assert_eq!(alone[2].adaptation, Some(*g));
@@ -139,10 +142,10 @@ fn adaptation_grid_reads_each_setting_and_chooses_on_validation() {
         assert_eq!(alone[1].test_ranks, rows[1].test_ranks, "the grid must not change training");
     }
     assert_ne!(candidates[1].test_ranks, candidates[2].test_ranks, "1 and 3 steps of 3e-2 rank alike");
-    for k in [3, 4] {
+    for k in [3, 4, 5] {
         assert_ne!(
             candidates[1].test_ranks, candidates[k].test_ranks,
-            "{} ranks as the config's sampling",
+            "{} ranks as the config's sampling and scope",
             candidates[k].method
         );
     }
@@ -155,12 +158,16 @@ fn adaptation_grid_reads_each_setting_and_chooses_on_validation() {
     assert!(compared.iter().all(|m| !m.starts_with("eemu-adapt(")), "{compared:?}");
     assert!(compared.iter().any(|m| m == "eemu-adapt"), "{compared:?}");
     let text = table(&rows);
-    assert!(text.contains("chosen on validation HR@10 among 5 settings"), "{text}");
+    assert!(text.contains("chosen on validation HR@10 among 6 settings"), "{text}");
     // The footer names the chosen setting whole, its sampling included.
     let a = rows[2].adaptation.unwrap();
     let footer = format!(
-        "(eemu-adapt: adaptation lr={}, steps={}, T={}, set={},",
-        a.learning_rate, a.steps, a.temperature, a.set_size
+        "(eemu-adapt: adaptation lr={}, steps={}, T={}, set={}, scope={},",
+        a.learning_rate,
+        a.steps,
+        a.temperature,
+        a.set_size,
+        a.scope.name()
     );
     assert!(text.contains(&footer), "{text}");
     assert!(text.contains(&candidates[2].method), "{text}");
@@ -183,6 +190,7 @@ fn eval_adapt(
     config.adapt.steps = adapt.steps;
     config.adapt.temperature = adapt.temperature;
     config.adapt.set_size = adapt.set_size;
+    config.adapt.scope = adapt.scope;
     let store = Store::new(dir.join(name));
     ingest_into(store.root(), files, &config).unwrap();
     let (_, prepared) = store.load().unwrap();
@@ -311,6 +319,16 @@ fn the_adaptation_grid_is_read_back_for_the_same_models_only() {
     let entries = read()["entries"].as_array().unwrap().clone();
     assert_eq!(entries.len(), 3);
     assert!(entries.iter().all(|e| e["temperature_bits"].is_u64() && e["set_size"].is_u64()), "{entries:?}");
+    // Entries that name no scope adapted every parameter: a user-side adaptation at the same
+    // setting is not read from them but adapted, and its entry names its scope.
+    let user = AdaptSetting { scope: AdaptScope::User, ..s(1e-2, 1) };
+    let scoped = run(vec![s(1e-2, 1), user], Some(checkpoints.clone()));
+    assert_eq!(scoped[0].test.hr10, 1.0, "the entry of (1e-2, 1), scope all, was not read back");
+    let user_fresh = run(vec![user, hot], None);
+    assert_eq!(scoped[1].test_ranks, user_fresh[0].test_ranks, "scope user must be adapted anew");
+    let entries = read()["entries"].as_array().unwrap().clone();
+    assert_eq!(entries.iter().filter(|e| e["scope"] == "user").count(), 1, "{entries:?}");
+    assert_eq!(entries.iter().filter(|e| e.get("scope").is_none()).count(), 3, "{entries:?}");
 
     // A file of other models (another key) is not read: the true ranks come back, and the file is
     // replaced under this run's key.

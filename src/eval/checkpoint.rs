@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 
 use super::{AdaptRanks, AdaptSetting, BestEpoch, EvalOptions, Targets};
-use crate::config::{AdaptConfig, Algorithm};
+use crate::config::{AdaptConfig, AdaptScope, Algorithm};
 use crate::store::Prepared;
 use crate::train::Adam;
 
@@ -296,6 +296,10 @@ struct AdaptEntry {
     temperature_bits: Option<u64>,
     #[serde(default)]
     set_size: Option<usize>,
+    /// The parameters adapted; absent for `all`, which is what files written before the scope
+    /// existed used.
+    #[serde(default, skip_serializing_if = "AdaptScope::is_all")]
+    scope: AdaptScope,
     valid: Vec<usize>,
     test: Vec<usize>,
     /// Seconds of the pass that produced the entry, up to this step count.
@@ -309,6 +313,7 @@ impl AdaptEntry {
             && self.steps == s.steps
             && self.temperature_bits == Some(s.temperature.to_bits())
             && self.set_size == Some(s.set_size)
+            && self.scope == s.scope
     }
 }
 
@@ -387,6 +392,7 @@ impl AdaptCache {
                 steps: r.setting.steps,
                 temperature_bits: Some(r.setting.temperature.to_bits()),
                 set_size: Some(r.setting.set_size),
+                scope: r.setting.scope,
                 valid: r.valid.clone(),
                 test: r.test.clone(),
                 seconds: r.seconds,

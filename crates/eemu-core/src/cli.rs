@@ -205,10 +205,10 @@ pub struct EvaluateArgs {
     pub batch_clusters: Vec<usize>,
     /// Step sizes of per-user adaptation to try for eemu-adapt, comma-separated (default:
     /// adapt.learning_rate of the config). Every rate is tried with every --adapt-steps count,
-    /// --adapt-temperatures value and --adapt-set-sizes size on the same models; the eemu-adapt
-    /// row is the setting with the best validation HR@10 (the first listed on a tie), and with
-    /// more than one setting each is also listed as eemu-adapt(lr=..,steps=..). The test item
-    /// never takes part in the choice.
+    /// --adapt-temperatures value, --adapt-set-sizes size and --adapt-scopes scope on the same
+    /// models; the eemu-adapt row is the setting with the best validation HR@10 (the first listed
+    /// on a tie), and with more than one setting each is also listed as eemu-adapt(lr=..,steps=..).
+    /// The test item never takes part in the choice.
     #[arg(long, value_delimiter = ',', value_name = "LRS")]
     pub adapt_learning_rates: Vec<f64>,
     /// Step counts of per-user adaptation to try for eemu-adapt, comma-separated (default:
@@ -227,6 +227,12 @@ pub struct EvaluateArgs {
     /// size other than the config's as set=...
     #[arg(long, value_delimiter = ',', value_name = "SIZES")]
     pub adapt_set_sizes: Vec<usize>,
+    /// Parameters the per-user adaptation moves, to try for eemu-adapt, comma-separated
+    /// (default: adapt.scope of the config): all (both towers, as Algorithm 2 and the
+    /// reference) or user (the user side only; every item keeps the shard model's vector).
+    /// Candidate rows name a scope other than the config's as scope=...
+    #[arg(long, value_delimiter = ',', value_name = "SCOPES")]
+    pub adapt_scopes: Vec<crate::config::AdaptScope>,
     /// Device: auto (CUDA when available), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,

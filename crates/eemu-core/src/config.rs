@@ -117,18 +117,59 @@ pub struct AdaptConfig {
     pub temperature: f64,
     /// Items drawn (with replacement) into a user's adaptation set.
     pub set_size: usize,
-    /// Optimizer steps (fresh Adam) on all parameters.
+    /// Optimizer steps (fresh Adam) on the parameters of `scope`.
     pub steps: usize,
     /// Step size of the fresh Adam of every adaptation: per user (Algorithm 2) and per cluster
     /// (batch inference, Algorithm 3). Its own setting, so that tuning train.learning_rate does
     /// not also change the size of the adaptation step (a fresh Adam's first step moves every
     /// parameter with a non-zero gradient by this much).
     pub learning_rate: f64,
+    /// Which parameters the adaptation moves. Left out of the serialized config when it is the
+    /// default (`all`), so configs written before it existed keep their hash.
+    #[serde(skip_serializing_if = "AdaptScope::is_all")]
+    pub scope: AdaptScope,
 }
 
 impl Default for AdaptConfig {
     fn default() -> Self {
-        Self { temperature: 0.01, set_size: 7, steps: 1, learning_rate: 2e-4 }
+        Self { temperature: 0.01, set_size: 7, steps: 1, learning_rate: 2e-4, scope: AdaptScope::All }
+    }
+}
+
+/// The parameters an adaptation (per user or per cluster) moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdaptScope {
+    /// Every parameter of both towers, as Algorithm 2 and the reference code.
+    #[default]
+    All,
+    /// The user side only (its tables and tower); item vectors stay those of the shard model.
+    User,
+}
+
+impl AdaptScope {
+    pub fn is_all(&self) -> bool {
+        *self == AdaptScope::All
+    }
+
+    /// The name used in configs and on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AdaptScope::All => "all",
+            AdaptScope::User => "user",
+        }
+    }
+}
+
+impl std::str::FromStr for AdaptScope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(AdaptScope::All),
+            "user" => Ok(AdaptScope::User),
+            _ => Err(format!("unknown adaptation scope {s:?}: expected \"all\" or \"user\"")),
+        }
     }
 }
 
