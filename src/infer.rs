@@ -328,8 +328,9 @@ pub fn consensus_method(c: &ClusterConfig, labelled: usize) -> ConsensusMethod {
 }
 
 /// One specialized model of a (shard, cluster): the shard model after `steps` steps of a fresh
-/// Adam on the union of the cluster users' adaptation sets. Returns the adapted vectors of
-/// `users` [n x d] and of every item [I x d]; the adapted weights are dropped.
+/// Adam on the union of the cluster users' adaptation sets, moving the parameters of `scope`.
+/// Returns the adapted vectors of `users` [n x d] and of every item [I x d] (the shard model's
+/// under `AdaptScope::User`); the adapted weights are dropped.
 pub fn specialize(
     model: &TwoTower,
     users: &[u32],
