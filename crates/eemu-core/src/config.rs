@@ -137,7 +137,7 @@ impl Default for AdaptConfig {
 }
 
 /// The parameters an adaptation (per user or per cluster) moves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AdaptScope {
     /// Every parameter of both towers, as Algorithm 2 and the reference code.
