@@ -340,32 +340,36 @@ pub fn specialize(
     scope: AdaptScope,
     steps: usize,
 ) -> (Tensor, Tensor) {
-    specialize_at(model, users, sets, lr, margin, scope, &[steps]).remove(0)
+    let fixed = fixed_items(model, scope);
+    specialize_at(model, users, sets, lr, margin, fixed.as_ref(), &[steps]).remove(0)
+}
+
+/// The item vectors an adaptation of `scope` keeps: under `AdaptScope::User` the shard model's
+/// vectors of every item [I x d], read outside the graph; none under `AdaptScope::All`, where
+/// the item side moves too. One read serves every adaptation of the same model.
+pub fn fixed_items(model: &TwoTower, scope: AdaptScope) -> Option<Tensor> {
+    (scope == AdaptScope::User)
+        .then(|| tch::no_grad(|| model.all_item_vectors(&model.params.views(&model.params.flat))))
 }
 
 /// [`specialize`] read at several points of one adaptation: the (user, item) vectors after each
 /// step count in `step_counts` (ascending). The same fresh Adam runs up to the last one, so the
-/// vectors after `s` steps are those of `specialize(.., s)`.
+/// vectors after `s` steps are those of `specialize(.., s)`. `fixed` is [`fixed_items`] of the
+/// adaptation's scope: with it, every item keeps those vectors and only the user side moves.
 pub fn specialize_at(
     model: &TwoTower,
     users: &[u32],
     sets: &[&(Vec<i64>, Vec<i64>)],
     lr: f64,
     margin: f64,
-    scope: AdaptScope,
+    fixed: Option<&Tensor>,
     step_counts: &[usize],
 ) -> Vec<(Tensor, Tensor)> {
     assert!(step_counts.windows(2).all(|w| w[0] < w[1]), "step counts must ascend");
     let dev = model.device;
-    // Under `AdaptScope::User` the item side keeps the shard model's weights: its vectors are
-    // read once, outside the graph, so the item part of every gradient is zero and Adam leaves it
-    // exactly as it is.
-    let fixed_items = |items: &Tensor| -> Option<Tensor> {
-        (scope == AdaptScope::User)
-            .then(|| tch::no_grad(|| model.item_vectors(&model.params.views(&model.params.flat), items)))
-    };
+    // With fixed item vectors the item part of every gradient is zero, so Adam leaves the item
+    // parameters exactly as they are.
     let all_items = Tensor::arange(model.items.tables[0].size()[0], (Kind::Int64, dev));
-    let fixed_all = fixed_items(&all_items);
     let mut owner = Vec::new();
     let (mut pos, mut neg) = (Vec::new(), Vec::new());
     for (k, (p, n)) in sets.iter().enumerate() {
@@ -377,7 +381,7 @@ pub fn specialize_at(
     let read = |w: &Tensor| {
         tch::no_grad(|| {
             let p = model.params.views(w);
-            let items = fixed_all.as_ref().map_or_else(|| model.item_vectors(&p, &all_items), |v| v.shallow_clone());
+            let items = fixed.map_or_else(|| model.item_vectors(&p, &all_items), |v| v.shallow_clone());
             (model.user_vectors(&p, &user_ids), items)
         })
     };
@@ -392,7 +396,7 @@ pub fn specialize_at(
     let owner = Tensor::from_slice(&owner).to_device(dev);
     let items = Tensor::from_slice(&[pos.as_slice(), neg.as_slice()].concat()).to_device(dev);
     let m = pos.len() as i64;
-    let fixed_set = fixed_items(&items);
+    let fixed_set = fixed.map(|v| gather_rows(v, &items));
     let mut adam = Adam::new(&adapted, lr);
     let mut done = 0;
     for &target in step_counts {
@@ -699,7 +703,10 @@ mod tests {
             let s = |ids: &[i64]| (u * v(ids)).sum_dim_intlist(1, false, Kind::Float);
             hinge(&s(&set.0), &s(&set.1), 1.0).double_value(&[])
         };
-        let user = specialize_at(&model, &[1], &[&set], 1e-2, 1.0, AdaptScope::User, &[1, 3]);
+        let fixed = fixed_items(&model, AdaptScope::User).expect("scope user keeps the item vectors");
+        assert!(fixed.equal(&base_items));
+        assert!(fixed_items(&model, AdaptScope::All).is_none());
+        let user = specialize_at(&model, &[1], &[&set], 1e-2, 1.0, Some(&fixed), &[1, 3]);
         for (u, items) in &user {
             assert!(items.equal(&base_items), "an item vector moved under scope user");
             assert!(!u.equal(&base_u), "the user vector did not move");

@@ -610,3 +610,23 @@ pub fn hex(bytes: &[u8]) -> String {
         s
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scope_name_reads_back_in_a_config_and_on_the_command_line() {
+        #[derive(Serialize, Deserialize)]
+        struct Section {
+            scope: AdaptScope,
+        }
+        for scope in [AdaptScope::All, AdaptScope::User] {
+            assert_eq!(scope.name().parse::<AdaptScope>(), Ok(scope));
+            let text = toml::to_string(&Section { scope }).expect("serializes");
+            assert_eq!(text.trim(), format!("scope = \"{}\"", scope.name()));
+            assert_eq!(toml::from_str::<Section>(&text).expect("parses").scope, scope);
+        }
+        assert!("User".parse::<AdaptScope>().is_err());
+    }
+}
