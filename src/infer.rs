@@ -369,7 +369,6 @@ pub fn specialize_at(
     let dev = model.device;
     // With fixed item vectors the item part of every gradient is zero, so Adam leaves the item
     // parameters exactly as they are.
-    let all_items = Tensor::arange(model.items.tables[0].size()[0], (Kind::Int64, dev));
     let mut owner = Vec::new();
     let (mut pos, mut neg) = (Vec::new(), Vec::new());
     for (k, (p, n)) in sets.iter().enumerate() {
@@ -381,7 +380,7 @@ pub fn specialize_at(
     let read = |w: &Tensor| {
         tch::no_grad(|| {
             let p = model.params.views(w);
-            let items = fixed.map_or_else(|| model.item_vectors(&p, &all_items), |v| v.shallow_clone());
+            let items = fixed.map_or_else(|| model.all_item_vectors(&p), |v| v.shallow_clone());
             (model.user_vectors(&p, &user_ids), items)
         })
     };
