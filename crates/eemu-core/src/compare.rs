@@ -456,6 +456,8 @@ pub fn table(rows: &[Comparison], s: &Settings) -> String {
         |x: Option<(f64, f64)>| x.map_or("-".to_string(), |(lo, hi)| format!("[{}, {}]", pct(Some(lo)), pct(Some(hi))));
     let width = rows.iter().flat_map(|r| [r.method.len(), r.baseline.len()]).max().unwrap_or(6).max(6);
     let k = s.k;
+    // Pooled rows carry a sign-flip p-value, not McNemar's: the column is then named "p".
+    let pooled = rows.iter().any(|r| r.method_runs > 1 || r.baseline_runs > 1);
     let mut out = format!(
         "{:<width$}  {:<width$}  {:>5}  {:>7}  {:>7}  {:>8}  {:>18}  {:>9}  {:>10}  {:>8}  {:>18}\n",
         "method",
@@ -466,7 +468,7 @@ pub fn table(rows: &[Comparison], s: &Settings) -> String {
         "relative",
         "95% interval",
         "only m/b",
-        "McNemar p",
+        if pooled { "p" } else { "McNemar p" },
         "NDCG rel",
         "95% interval",
     );
@@ -489,16 +491,16 @@ pub fn table(rows: &[Comparison], s: &Settings) -> String {
     out.push_str(&format!(
         "HR@{k} x 100 of the method and the baseline, paired over the users both rank; relative = method / \
          baseline - 1;\n{:.0}% percentile bootstrap intervals over users ({} resamples, seed {}); only m/b = users \
-         only the method / only the baseline hits;\nMcNemar p: exact two-sided test on those users.\n",
+         only the method / only the baseline hits;\n{}: exact two-sided test on those users.\n",
         100.0 * LEVEL,
         s.resamples,
-        s.seed
+        s.seed,
+        if pooled { "p of single runs (McNemar)" } else { "McNemar p" },
     ));
-    if rows.iter().any(|r| r.method_runs > 1 || r.baseline_runs > 1) {
+    if pooled {
         out.push_str(
             "A+B: runs pooled (e.g. seeds); each user's hit is the mean over the runs, each resample also draws \
-             each side's runs
-with replacement, only m/b count users whose mean is higher, and the p-value is \
+             each side's runs\nwith replacement, only m/b count users whose mean is higher, and p is \
              that of a paired sign-flip test\nof the mean hit over users (on single runs this is McNemar's \
              test).\n",
         );
@@ -733,6 +735,20 @@ mod tests {
         // Taken one at a time, each run has a zero-width interval: the width comes from the runs.
         assert_eq!(compare(&all, &base, &s).unwrap().hr.interval, Some((0.0, 0.0)));
         assert_eq!(compare(&none, &base, &s).unwrap().hr.interval, Some((-1.0, -1.0)));
+    }
+
+    #[test]
+    fn the_p_column_is_named_for_the_test_it_holds() {
+        let (m1, m2, b) = (ranks("m1", &[0, 3, 50, 50]), ranks("m2", &[0, 50, 3, 50]), ranks("b", &[0, 50, 50, 50]));
+        let s = Settings { k: 10, resamples: 200, seed: 3 };
+        let header = |t: &str| t.lines().next().unwrap().to_string();
+        let single = table(&[compare_runs(&[&m1], &[&b], &s).unwrap()], &s);
+        assert!(header(&single).contains("McNemar p"), "{single}");
+        assert!(!single.contains("sign-flip"), "{single}");
+        let pooled = table(&[compare_runs(&[&m1, &m2], &[&b], &s).unwrap()], &s);
+        assert!(!header(&pooled).contains("McNemar"), "{pooled}");
+        assert!(header(&pooled).split_whitespace().any(|w| w == "p"), "{pooled}");
+        assert!(pooled.contains("sign-flip test") && pooled.contains("p of single runs (McNemar)"), "{pooled}");
     }
 
     #[test]
