@@ -538,6 +538,7 @@ fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
         },
         "config_hash": prepared.config.hash(),
         "seed": prepared.config.seed,
+        "train": prepared.config.train,
         "epochs": options.epochs,
         "eval_every": options.eval_every,
         "device": format!("{device:?}"),
@@ -549,6 +550,14 @@ fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
     });
     crate::store::files::write_atomic(&args.out, (serde_json::to_string_pretty(&report)? + "\n").as_bytes())?;
     let mut out = crate::eval::table(&results);
+    let t = &prepared.config.train;
+    if t.warmup_epochs > 0 {
+        out.push_str(&format!(
+            "(warm-up: the first {} epochs of every trained method are plain training at {}, then its algorithm \
+             at {}; train.warmup_epochs)\n",
+            t.warmup_epochs, t.warmup_learning_rate, t.learning_rate
+        ));
+    }
     if !paired.is_empty() {
         out.push('\n');
         out.push_str(&crate::compare::table(&paired, &crate::compare::Settings::default()));

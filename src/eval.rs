@@ -381,7 +381,7 @@ fn run_method(
         .map(|&s| {
             let d = ShardData::from_prepared(p, s);
             let m = d.new_model(p, o.device);
-            let a = Adam::new(&m.params.flat, train_cfg.learning_rate);
+            let a = Adam::new(&m.params.flat, train_cfg.learning_rate_at(1));
             (d, m, a)
         })
         .collect();
@@ -392,7 +392,8 @@ fn run_method(
     let mut seconds_before = 0.0;
     if let Some(path) = &checkpoint_path {
         let parameters: Vec<i64> = state.iter().map(|(_, m, _)| m.params.count()).collect();
-        if let Some(saved) = checkpoint::read(path, identity, o.epochs, &parameters, train_cfg.learning_rate, o.device)?
+        if let Some(saved) =
+            checkpoint::read(path, identity, o.epochs, &parameters, &|e| train_cfg.learning_rate_at(e), o.device)?
         {
             for ((_, m, a), (weights, adam)) in state.iter_mut().zip(saved.shards) {
                 m.params.load(&weights);

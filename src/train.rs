@@ -370,7 +370,9 @@ pub struct TrainLog {
     pub seconds: f64,
 }
 
-/// Runs one epoch; returns the mean loss over steps.
+/// Runs epoch `epoch` (1-based) with the algorithm `cfg` gives it (plain training during a
+/// warm-up; the first epoch after one starts a fresh Adam at `cfg.learning_rate`); returns the
+/// mean loss over steps.
 pub fn train_epoch(
     model: &mut TwoTower,
     d: &ShardData,
@@ -379,9 +381,13 @@ pub fn train_epoch(
     seed: u64,
     epoch: usize,
 ) -> f64 {
+    if cfg.starts_after_warmup(epoch) {
+        *adam = Adam::new(&model.params.flat, cfg.learning_rate);
+    }
+    let algorithm = cfg.algorithm_at(epoch);
     let mut rng = stream(seed, d.shard, "epoch", epoch);
     let mut order: Vec<usize> = (0..d.users.len()).collect();
-    if cfg.algorithm != Algorithm::Standard {
+    if algorithm != Algorithm::Standard {
         order.retain(|&t| !d.query[t].is_empty() && !d.support[t].is_empty());
     }
     order.shuffle(&mut rng);
@@ -390,7 +396,7 @@ pub fn train_epoch(
     for batch in order.chunks(cfg.batch_size) {
         let pool: Vec<(usize, u32)> =
             batch.iter().flat_map(|&t| d.support[t].iter().chain(&d.query[t]).map(move |&i| (t, i))).collect();
-        match cfg.algorithm {
+        match algorithm {
             Algorithm::Standard => {
                 // One forward pass for the whole batch: mean hinge loss over all its pairs.
                 let (mut owner, mut pos, mut uni, mut inb) = (vec![], vec![], vec![], vec![]);
@@ -566,7 +572,7 @@ pub fn train_shard(
     seed: u64,
     mut after_epoch: impl FnMut(usize, &TwoTower, &EpochRecord) -> Result<()>,
 ) -> Result<Vec<EpochRecord>> {
-    let mut adam = Adam::new(&model.params.flat, cfg.learning_rate);
+    let mut adam = Adam::new(&model.params.flat, cfg.learning_rate_at(1));
     let mut records = Vec::with_capacity(cfg.epochs);
     for epoch in 1..=cfg.epochs {
         let start = Instant::now();

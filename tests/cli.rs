@@ -218,6 +218,23 @@ fn evaluate_takes_adaptation_settings_from_its_config_and_keeps_the_checkpoints(
     assert_eq!(adapted[0]["test"], store[0]["test"], "the same trained eemu models");
     assert_ne!(adapted[1]["validation"], store[1]["validation"], "another adaptation ranks alike");
 
+    // A warm-up is named under the table and recorded in the report.
+    let warm = tiny.replace("epochs = 1", "epochs = 3\nwarmup_epochs = 2\nwarmup_learning_rate = 0.01");
+    std::fs::write(d.join("warm.toml"), warm).unwrap();
+    ok(ingest_synth("warm.toml", "w", d));
+    let args = ["evaluate", "--methods", "eemu", "--epochs", "3", "--device", "cpu"];
+    let o = eemu(&[&args[..], &["--store", "w", "--out", "warm.json"]].concat(), d);
+    let out = text(&o).0;
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(out.contains("the first 2 epochs of every trained method are plain training at 0.01"), "{out}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("warm.json")).unwrap()).unwrap();
+    assert_eq!(
+        (report["train"]["warmup_epochs"].as_u64(), report["train"]["learning_rate"].as_f64()),
+        (Some(2), Some(2e-4))
+    );
+    let o = eemu(&[&args[..], &["--store", "s", "--out", "plain.json"]].concat(), d);
+    assert!(o.status.success() && !text(&o).0.contains("warm-up"), "{}", text(&o).0);
+
     for (config, says) in [
         ("split.toml", "[split] or [ingest] settings differ"),
         ("train.toml", "[train] settings differ"),

@@ -204,9 +204,20 @@ fn eval_adapt(
 /// A store of synthetic data (`seed`) in `shards` shards under `dir`, its prepared data and
 /// evaluation targets, and an empty checkpoint folder; CPU work on one thread per shard.
 fn checkpointed(dir: &std::path::Path, seed: u64, shards: usize) -> (Prepared, Targets, std::path::PathBuf) {
+    checkpointed_with(dir, seed, shards, |_| {})
+}
+
+/// [`checkpointed`] with the tiny config changed by `change`.
+fn checkpointed_with(
+    dir: &std::path::Path,
+    seed: u64,
+    shards: usize,
+    change: impl FnOnce(&mut eemu::config::Config),
+) -> (Prepared, Targets, std::path::PathBuf) {
     let files = synth_files(&dir.join("in"), SynthFormat::Csv, seed);
     let mut config = tiny_config();
     config.shards.count = shards;
+    change(&mut config);
     let store = Store::new(dir.join("store"));
     ingest_into(store.root(), &files, &config).unwrap();
     let (_, prepared) = store.load().unwrap();
@@ -255,6 +266,30 @@ fn a_resumed_evaluation_gives_the_results_of_an_uninterrupted_one() {
             assert_eq!((a.epoch, a.validation, a.test), (b.epoch, b.validation, b.test), "{}", a.method);
             assert_eq!(a.test_ranks, b.test_ranks, "{}", a.method);
         }
+    }
+}
+
+/// A run with a warm-up (plain training, then the algorithm with a fresh Adam) stopped before,
+/// at and after the hand-over and resumed gives the numbers of an uninterrupted one: the
+/// resumed Adam takes the step size of its epoch's phase.
+#[test]
+fn a_resumed_evaluation_with_a_warm_up_gives_the_results_of_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prepared, t, checkpoints) = checkpointed_with(dir.path(), 31, 2, |c| {
+        (c.train.epochs, c.train.warmup_epochs, c.train.warmup_learning_rate) = (4, 2, 5e-3);
+    });
+    let run = |epochs: usize, checkpoint_dir: Option<std::path::PathBuf>| {
+        let options = EvalOptions { checkpoint_dir, ..cpu_options(epochs, &["eemu"]) };
+        evaluate(&prepared, &t, &options).unwrap().remove(0)
+    };
+    let straight = run(4, None);
+    for stop in [1, 2, 3] {
+        let folder = checkpoints.join(format!("stop-{stop}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        assert_eq!(run(stop, Some(folder.clone())).validation_curve.len(), stop);
+        let resumed = run(4, Some(folder));
+        assert_eq!(resumed.validation_curve, straight.validation_curve, "stopped after epoch {stop}");
+        assert_eq!(resumed.test_ranks, straight.test_ranks, "stopped after epoch {stop}");
     }
 }
 

@@ -159,3 +159,46 @@ fn adaptation_steps_by_adapt_learning_rate_not_by_the_training_one() {
     // A fresh Adam's first step moves every parameter by lr: 1000x the step, far more change.
     assert!(big > 100.0 * small, "adapt.learning_rate 1e-3 vs 1e-6: largest change {big} vs {small}");
 }
+
+/// With `warmup_epochs = 2`, epochs 1 and 2 are plain training at `warmup_learning_rate` and
+/// epoch 3 is the configured algorithm from those weights with a fresh Adam at `learning_rate`:
+/// the same bytes as those steps taken by hand, and not those of carrying the warm-up's Adam on.
+#[test]
+fn a_warm_up_trains_plain_then_hands_over_with_a_fresh_adam() {
+    use eemu::train::{train_epoch, train_shard, Adam, ShardData};
+    let dir = tempfile::tempdir().unwrap();
+    let mut warm = tiny(Algorithm::Fomaml);
+    (warm.train.epochs, warm.train.warmup_epochs, warm.train.warmup_learning_rate) = (3, 2, 5e-3);
+    let files = synth_files(&dir.path().join("in"), SynthFormat::Csv, 11);
+    let store = Store::new(dir.path().join("store"));
+    ingest_into(store.root(), &files, &warm).unwrap();
+    let (_, prepared) = store.load().unwrap();
+    tch::set_num_threads(1);
+    let data = ShardData::from_prepared(&prepared, Some(0));
+    let flat = |m: &eemu::model::TwoTower| Vec::<f32>::try_from(m.params.flat.detach().flatten(0, -1)).unwrap();
+
+    let mut model = data.new_model(&prepared, Device::Cpu);
+    let records = train_shard(&mut model, &data, &warm.train, warm.seed, |_, _, _| Ok(())).unwrap();
+    assert_eq!(records.len(), 3);
+
+    let mut plain = warm.train.clone();
+    (plain.algorithm, plain.learning_rate, plain.warmup_epochs) = (Algorithm::Standard, 5e-3, 0);
+    let mut meta = warm.train.clone();
+    meta.warmup_epochs = 0;
+    let mut by_hand = data.new_model(&prepared, Device::Cpu);
+    let mut adam = Adam::new(&by_hand.params.flat, 5e-3);
+    for epoch in 1..=2 {
+        train_epoch(&mut by_hand, &data, &plain, &mut adam, warm.seed, epoch);
+    }
+    let handed_over = by_hand.params.copy();
+    let mut fresh = Adam::new(&by_hand.params.flat, warm.train.learning_rate);
+    train_epoch(&mut by_hand, &data, &meta, &mut fresh, warm.seed, 3);
+    assert!(flat(&model) == flat(&by_hand), "warm-up then fomaml differs from the steps by hand");
+
+    // Carrying the warm-up's Adam (moments, step count) into epoch 3 gives other weights.
+    by_hand.params.load(&handed_over);
+    let (m, v) = adam.moments();
+    let mut carried = Adam::from_state(warm.train.learning_rate, adam.step_count(), m.copy(), v.copy());
+    train_epoch(&mut by_hand, &data, &meta, &mut carried, warm.seed, 3);
+    assert!(flat(&model) != flat(&by_hand), "the algorithm must start with a fresh Adam");
+}

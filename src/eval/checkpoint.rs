@@ -222,13 +222,13 @@ pub fn check(path: &Path, id: &Identity, epochs: usize) -> Result<()> {
 
 /// Reads the checkpoint at `path` for a run of identity `id` up to `epochs` epochs, with
 /// `parameters[i]` weights in shard i (shards differ: each embeds its own users) and Adam step
-/// size `learning_rate`, onto `device`; `Ok(None)` when there is none.
+/// size `learning_rate_at(epoch)` at the saved epoch, onto `device`; `Ok(None)` when there is none.
 pub fn read(
     path: &Path,
     id: &Identity,
     epochs: usize,
     parameters: &[i64],
-    learning_rate: f64,
+    learning_rate_at: &dyn Fn(usize) -> f64,
     device: Device,
 ) -> Result<Option<Saved>> {
     let Some((meta, mut by_name)) = load(path)? else {
@@ -259,7 +259,7 @@ pub fn read(
             *meta.adam_steps.get(i).with_context(|| format!("{}: no Adam step count of shard {i}", path.display()))?;
         let weights = take(format!("shard.{i}.weights"), i)?;
         let adam = Adam::from_state(
-            learning_rate,
+            learning_rate_at(meta.epoch),
             step,
             take(format!("shard.{i}.adam_m"), i)?,
             take(format!("shard.{i}.adam_v"), i)?,

@@ -373,6 +373,52 @@ pub struct TrainConfig {
     /// lineage hashes of stores made before it existed do not change.
     #[serde(skip_serializing_if = "InnerLoop::is_per_user")]
     pub inner_loop: InnerLoop,
+    /// Epochs of plain (`standard`) training at `warmup_learning_rate` before `algorithm` takes
+    /// over with a fresh Adam at `learning_rate`; counted within `epochs`. 0 (the default, the
+    /// paper): none. Both are left out of the serialized config at their defaults, so lineage
+    /// hashes of stores made before they existed do not change.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub warmup_epochs: usize,
+    #[serde(skip_serializing_if = "is_default_warmup_rate")]
+    pub warmup_learning_rate: f64,
+}
+
+/// `train.warmup_learning_rate`'s default: the rate validation chose for the sharded Mean on
+/// ml-100k (docs/results.md).
+pub const DEFAULT_WARMUP_LEARNING_RATE: f64 = 2e-3;
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+fn is_default_warmup_rate(x: &f64) -> bool {
+    *x == DEFAULT_WARMUP_LEARNING_RATE
+}
+
+impl TrainConfig {
+    /// The algorithm of epoch `epoch` (1-based): `standard` during the warm-up, then `algorithm`.
+    pub fn algorithm_at(&self, epoch: usize) -> Algorithm {
+        if epoch <= self.warmup_epochs {
+            Algorithm::Standard
+        } else {
+            self.algorithm
+        }
+    }
+
+    /// Adam's step size in epoch `epoch` (1-based).
+    pub fn learning_rate_at(&self, epoch: usize) -> f64 {
+        if epoch <= self.warmup_epochs {
+            self.warmup_learning_rate
+        } else {
+            self.learning_rate
+        }
+    }
+
+    /// True when epoch `epoch` (1-based) starts the configured algorithm after a warm-up, with a
+    /// fresh Adam.
+    pub fn starts_after_warmup(&self, epoch: usize) -> bool {
+        self.warmup_epochs > 0 && epoch == self.warmup_epochs + 1
+    }
 }
 
 /// How `maml` and `reptile` take their inner steps.
@@ -406,6 +452,8 @@ impl Default for TrainConfig {
             inner_steps: 1,
             inner_learning_rate: 0.01,
             inner_loop: InnerLoop::PerUser,
+            warmup_epochs: 0,
+            warmup_learning_rate: DEFAULT_WARMUP_LEARNING_RATE,
         }
     }
 }
@@ -527,6 +575,19 @@ impl Config {
         if !(t.inner_learning_rate.is_finite() && t.inner_learning_rate > 0.0) {
             return Err(format!("train.inner_learning_rate must be a positive number, got {}", t.inner_learning_rate));
         }
+        if t.warmup_epochs >= t.epochs {
+            return Err(format!(
+                "train.warmup_epochs ({}) must be below train.epochs ({}): the warm-up is counted within the epochs, \
+                 and train.algorithm would never train",
+                t.warmup_epochs, t.epochs
+            ));
+        }
+        if !(t.warmup_learning_rate.is_finite() && t.warmup_learning_rate > 0.0) {
+            return Err(format!(
+                "train.warmup_learning_rate must be a positive number, got {}",
+                t.warmup_learning_rate
+            ));
+        }
         let a = &self.adapt;
         if !(a.temperature.is_finite() && a.temperature > 0.0) {
             return Err(format!("adapt.temperature must be a positive number, got {}", a.temperature));
@@ -628,5 +689,30 @@ mod tests {
             assert_eq!(toml::from_str::<Section>(&text).expect("parses").scope, scope);
         }
         assert!("User".parse::<AdaptScope>().is_err());
+    }
+
+    #[test]
+    fn a_warm_up_is_checked_and_left_out_of_the_lineage_at_its_default() {
+        let plain = Config::default();
+        let text = plain.training_identity();
+        assert!(!text.contains("warmup"), "{text}");
+        let warm = Config::parse("[train]\nepochs = 30\nwarmup_epochs = 20\nwarmup_learning_rate = 1e-3\n", "t.toml")
+            .expect("valid");
+        assert_eq!((warm.train.warmup_epochs, warm.train.warmup_learning_rate), (20, 1e-3));
+        assert!(warm.training_identity().contains("\"warmup_epochs\":20"));
+        assert_ne!(warm.training_hash(), plain.training_hash());
+        // The phases: plain training at the warm-up rate through epoch 20, then the algorithm.
+        let t = &warm.train;
+        assert_eq!((t.algorithm_at(20), t.learning_rate_at(20)), (Algorithm::Standard, 1e-3));
+        assert_eq!((t.algorithm_at(21), t.learning_rate_at(21)), (Algorithm::Fomaml, 2e-4));
+        assert!(t.starts_after_warmup(21) && !t.starts_after_warmup(20) && !t.starts_after_warmup(22));
+        assert!(!plain.train.starts_after_warmup(1) && plain.train.algorithm_at(1) == Algorithm::Fomaml);
+        for (body, want) in [
+            ("epochs = 20\nwarmup_epochs = 20", "train.warmup_epochs (20) must be below train.epochs (20)"),
+            ("warmup_epochs = 5\nwarmup_learning_rate = 0", "train.warmup_learning_rate must be a positive number"),
+        ] {
+            let e = Config::parse(&format!("[train]\n{body}\n"), "t.toml").unwrap_err().to_string();
+            assert!(e.contains(want) && e.contains("t.toml"), "{e}");
+        }
     }
 }
