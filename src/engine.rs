@@ -157,6 +157,7 @@ fn train_and_save_with(
         shard: shard.index,
         lineage: shard.lineage.clone(),
         algorithm: config.train.algorithm,
+        warmup_epochs: config.train.warmup_epochs,
         users: data.users.len(),
         rows: data.rows(),
         users_without_query: data.query.iter().filter(|q| q.is_empty()).count(),

@@ -352,6 +352,9 @@ pub struct TrainLog {
     pub shard: usize,
     pub lineage: String,
     pub algorithm: Algorithm,
+    /// Epochs of plain training before `algorithm` (`train.warmup_epochs`); absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub warmup_epochs: usize,
     pub users: usize,
     pub rows: usize,
     /// Users skipped by meta-learning because their slice has no query row.
@@ -368,6 +371,10 @@ pub struct TrainLog {
     pub cpu: Option<String>,
     pub epochs: Vec<EpochRecord>,
     pub seconds: f64,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Runs epoch `epoch` (1-based) with the algorithm `cfg` gives it (plain training during a

@@ -63,6 +63,19 @@ fn the_training_log_records_every_epoch() {
     assert!(epochs.iter().all(|e| e["loss"].as_f64().unwrap() > 0.0 && e["validation_hr10"].as_f64().is_some()));
     assert_eq!(log["lineage"], m.shards[1].lineage.as_str());
     assert!(store.is_trained(&m.shards[1]) && !store.is_trained(&m.shards[0]));
+    assert!(log.get("warmup_epochs").is_none(), "no warm-up, no field: {log}");
+
+    // A warm-up is recorded beside the algorithm.
+    let dir = tempfile::tempdir().unwrap();
+    let mut warm = tiny(Algorithm::Fomaml);
+    warm.train.warmup_epochs = 1;
+    trained_model_bytes(dir.path(), &warm, 1);
+    let store = Store::new(dir.path().join("store"));
+    let m = store.manifest().unwrap();
+    let log: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.shard_dir(1, &m.shards[1].lineage).join(TRAIN_LOG_FILE)).unwrap())
+            .unwrap();
+    assert_eq!((log["algorithm"].as_str(), log["warmup_epochs"].as_u64()), (Some("fomaml"), Some(1)), "{log}");
 }
 
 /// Parameters after one epoch of shard 0 with `config`'s training settings.
