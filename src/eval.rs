@@ -169,8 +169,9 @@ fn adapted_scores(
     let n = t.n_items;
     let mut out = vec![vec![0f32; t.users.len() * n]; step_counts.len()];
     let fixed = crate::infer::fixed_items(model, scope);
+    let moving = crate::infer::Moving::of(scope, fixed.as_ref());
     for (k, &user) in t.users.iter().enumerate() {
-        let points = crate::infer::specialize_at(model, &[user], &[&sets[k]], lr, margin, fixed.as_ref(), step_counts);
+        let points = crate::infer::specialize_at(model, &[user], &[&sets[k]], lr, margin, moving, step_counts);
         for (c, (u, items)) in points.into_iter().enumerate() {
             let row = tch::no_grad(|| u.matmul(&items.transpose(0, 1)).to_device(Device::Cpu).flatten(0, 1));
             out[c][k * n..(k + 1) * n].copy_from_slice(&Vec::<f32>::try_from(row).expect("f32 scores"));

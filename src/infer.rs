@@ -330,7 +330,8 @@ pub fn consensus_method(c: &ClusterConfig, labelled: usize) -> ConsensusMethod {
 /// One specialized model of a (shard, cluster): the shard model after `steps` steps of a fresh
 /// Adam on the union of the cluster users' adaptation sets, moving the parameters of `scope`.
 /// Returns the adapted vectors of `users` [n x d] and of every item [I x d] (the shard model's
-/// under `AdaptScope::User`); the adapted weights are dropped.
+/// under `AdaptScope::User` and `AdaptScope::Vector`); the adapted weights are dropped. Under
+/// `AdaptScope::Vector` no weight moves: each user's vector is adapted on its own set.
 pub fn specialize(
     model: &TwoTower,
     users: &[u32],
@@ -341,31 +342,63 @@ pub fn specialize(
     steps: usize,
 ) -> (Tensor, Tensor) {
     let fixed = fixed_items(model, scope);
-    specialize_at(model, users, sets, lr, margin, fixed.as_ref(), &[steps]).remove(0)
+    specialize_at(model, users, sets, lr, margin, Moving::of(scope, fixed.as_ref()), &[steps]).remove(0)
 }
 
-/// The item vectors an adaptation of `scope` keeps: under `AdaptScope::User` the shard model's
-/// vectors of every item [I x d], read outside the graph; none under `AdaptScope::All`, where
-/// the item side moves too. One read serves every adaptation of the same model.
+/// The item vectors an adaptation of `scope` keeps: under `AdaptScope::User` and
+/// `AdaptScope::Vector` the shard model's vectors of every item [I x d], read outside the graph;
+/// none under `AdaptScope::All`, where the item side moves too. One read serves every adaptation
+/// of the same model.
 pub fn fixed_items(model: &TwoTower, scope: AdaptScope) -> Option<Tensor> {
-    (scope == AdaptScope::User)
-        .then(|| tch::no_grad(|| model.all_item_vectors(&model.params.views(&model.params.flat))))
+    (scope != AdaptScope::All).then(|| tch::no_grad(|| model.all_item_vectors(&model.params.views(&model.params.flat))))
+}
+
+/// What an adaptation moves, with the shard model's item vectors ([`fixed_items`]) under a scope
+/// that keeps them.
+#[derive(Clone, Copy)]
+pub enum Moving<'a> {
+    /// Every parameter (`AdaptScope::All`).
+    All,
+    /// The user side's parameters; every item keeps these vectors (`AdaptScope::User`).
+    UserSide(&'a Tensor),
+    /// Each user's final vector alone; every item keeps these vectors (`AdaptScope::Vector`).
+    UserVectors(&'a Tensor),
+}
+
+impl<'a> Moving<'a> {
+    /// `scope`, with `fixed` = [`fixed_items`] of the same scope.
+    pub fn of(scope: AdaptScope, fixed: Option<&'a Tensor>) -> Moving<'a> {
+        match (scope, fixed) {
+            (AdaptScope::All, None) => Moving::All,
+            (AdaptScope::User, Some(v)) => Moving::UserSide(v),
+            (AdaptScope::Vector, Some(v)) => Moving::UserVectors(v),
+            _ => panic!("fixed item vectors come with a scope that keeps them, and only then"),
+        }
+    }
+
+    /// The item vectors every item keeps; None when the item side moves.
+    pub fn fixed(self) -> Option<&'a Tensor> {
+        match self {
+            Moving::All => None,
+            Moving::UserSide(v) | Moving::UserVectors(v) => Some(v),
+        }
+    }
 }
 
 /// [`specialize`] read at several points of one adaptation: the (user, item) vectors after each
 /// step count in `step_counts` (ascending). The same fresh Adam runs up to the last one, so the
-/// vectors after `s` steps are those of `specialize(.., s)`. `fixed` is [`fixed_items`] of the
-/// adaptation's scope: with it, every item keeps those vectors and only the user side moves.
+/// vectors after `s` steps are those of `specialize(.., s)`.
 pub fn specialize_at(
     model: &TwoTower,
     users: &[u32],
     sets: &[&(Vec<i64>, Vec<i64>)],
     lr: f64,
     margin: f64,
-    fixed: Option<&Tensor>,
+    moving: Moving,
     step_counts: &[usize],
 ) -> Vec<(Tensor, Tensor)> {
     assert!(step_counts.windows(2).all(|w| w[0] < w[1]), "step counts must ascend");
+    let fixed = moving.fixed();
     let dev = model.device;
     // With fixed item vectors the item part of every gradient is zero, so Adam leaves the item
     // parameters exactly as they are.
@@ -385,17 +418,37 @@ pub fn specialize_at(
         })
     };
     let mut out = Vec::with_capacity(step_counts.len());
-    let mut adapted = model.params.copy();
     if pos.is_empty() {
         // Nothing to adapt on: every step count reads the shard model as is.
-        let v = read(&adapted);
+        let v = read(&model.params.flat);
         return step_counts.iter().map(|_| (v.0.shallow_clone(), v.1.shallow_clone())).collect();
     }
-    adapted = adapted.set_requires_grad(true);
     let owner = Tensor::from_slice(&owner).to_device(dev);
     let items = Tensor::from_slice(&[pos.as_slice(), neg.as_slice()].concat()).to_device(dev);
     let m = pos.len() as i64;
     let fixed_set = fixed.map(|v| gather_rows(v, &items));
+    if let Moving::UserVectors(items) = moving {
+        // Only the users' final vectors move: the parameters are the [n x d] vectors themselves,
+        // and each user's gradient comes from its own pairs alone.
+        let v = fixed_set.as_ref().expect("kept item vectors");
+        let mut vectors = read(&model.params.flat).0.copy().set_requires_grad(true);
+        let mut adam = Adam::new(&vectors, lr);
+        let mut done = 0;
+        for &target in step_counts {
+            while done < target {
+                let u = gather_rows(&vectors, &owner);
+                let s_pos = (&u * v.narrow(0, 0, m)).sum_dim_intlist(1, false, Kind::Float);
+                let s_neg = (&u * v.narrow(0, m, m)).sum_dim_intlist(1, false, Kind::Float);
+                let loss = hinge(&s_pos, &s_neg, margin);
+                let g = Tensor::run_backward(&[&loss], &[&vectors], false, false).remove(0);
+                adam.step(&mut vectors, &g);
+                done += 1;
+            }
+            out.push((vectors.detach().copy(), items.shallow_clone()));
+        }
+        return out;
+    }
+    let mut adapted = model.params.copy().set_requires_grad(true);
     let mut adam = Adam::new(&adapted, lr);
     let mut done = 0;
     for &target in step_counts {
@@ -705,7 +758,7 @@ mod tests {
         let fixed = fixed_items(&model, AdaptScope::User).expect("scope user keeps the item vectors");
         assert!(fixed.equal(&base_items));
         assert!(fixed_items(&model, AdaptScope::All).is_none());
-        let user = specialize_at(&model, &[1], &[&set], 1e-2, 1.0, Some(&fixed), &[1, 3]);
+        let user = specialize_at(&model, &[1], &[&set], 1e-2, 1.0, Moving::UserSide(&fixed), &[1, 3]);
         for (u, items) in &user {
             assert!(items.equal(&base_items), "an item vector moved under scope user");
             assert!(!u.equal(&base_u), "the user vector did not move");
@@ -715,6 +768,59 @@ mod tests {
         let (_, all_items) = specialize(&model, &[1], &[&set], 1e-2, 1.0, AdaptScope::All, 1);
         assert!(!all_items.equal(&base_items));
         assert!(specialize(&model, &[1], &[&set], 1e-2, 1.0, AdaptScope::User, 0).1.equal(&base_items));
+    }
+
+    #[test]
+    fn a_vector_scope_adaptation_takes_adam_steps_on_the_user_vector_alone() {
+        use crate::data::{Entities, Feature, Ids};
+        let entities = |ids: Vec<i64>, labels: &[&str]| {
+            let labels: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
+            Entities { ids: Ids::Int(ids), features: vec![Feature::categorical("f", &labels)] }
+        };
+        let config = crate::config::ModelConfig {
+            feature_dim: 4,
+            user_tower: vec![8],
+            item_tower: vec![6],
+            embedding_dim: 5,
+            ..Default::default()
+        };
+        let users = entities(vec![1, 2, 3], &["a", "b", "a"]);
+        let items = entities(vec![10, 11, 12, 13, 14, 15], &["x", "y", "x", "y", "x", "y"]);
+        let model = TwoTower::new(&config, &users, &items, &[true, true, true], 0, 0, Device::Cpu);
+        let fixed = fixed_items(&model, AdaptScope::Vector).expect("scope vector keeps the item vectors");
+        // User 1 adapts on two pairs; user 2, a cluster member without pairs, keeps its vector.
+        let set = (vec![1i64, 2], vec![4i64, 5]);
+        let none = (vec![], vec![]);
+        let base = specialize_at(&model, &[1, 2], &[&set, &none], 0.1, 1.0, Moving::UserVectors(&fixed), &[0]);
+        let (u0, items0) = &base[0];
+        assert!(items0.equal(&fixed));
+        let lr = 0.1;
+        let out = specialize_at(&model, &[1, 2], &[&set, &none], lr, 1.0, Moving::UserVectors(&fixed), &[1]);
+        let (u1, items1) = &out[0];
+        assert!(items1.equal(&fixed), "an item vector moved under scope vector");
+        assert!(u1.get(1).equal(&u0.get(1)), "a user without pairs moved");
+        // By hand: the hinge's gradient for user 1 is the mean over its active pairs of
+        // (v_neg - v_pos); Adam's first step moves each coordinate by lr g / (|g| + 1e-8).
+        let u = Vec::<f32>::try_from(u0.get(0)).expect("f32");
+        let v = |i: usize| Vec::<f32>::try_from(fixed.get(i as i64)).expect("f32");
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+        let mut grad = vec![0f32; u.len()];
+        for (p, n) in [(1, 4), (2, 5)] {
+            if 1.0 - (dot(&u, &v(p)) - dot(&u, &v(n))) > 0.0 {
+                for (g, (a, b)) in grad.iter_mut().zip(v(n).iter().zip(v(p))) {
+                    *g += (a - b) / 2.0;
+                }
+            }
+        }
+        assert!(grad.iter().any(|g| g.abs() > 1e-6), "no active pair: the check would be empty");
+        let moved = Vec::<f32>::try_from(u1.get(0)).expect("f32");
+        for ((after, before), g) in moved.iter().zip(&u).zip(&grad) {
+            let expected = before - lr as f32 * g / (g.abs() + 1e-8);
+            assert!((after - expected).abs() < 1e-4, "{after} != {expected}");
+        }
+        // The shard model itself is never changed.
+        let again = specialize_at(&model, &[1, 2], &[&set, &none], lr, 1.0, Moving::UserVectors(&fixed), &[0]);
+        assert!(again[0].0.equal(u0));
     }
 
     #[test]

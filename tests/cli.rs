@@ -238,7 +238,7 @@ fn evaluate_takes_adaptation_settings_from_its_config_and_keeps_the_checkpoints(
     for (config, says) in [
         ("split.toml", "[split] or [ingest] settings differ"),
         ("train.toml", "[train] settings differ"),
-        ("scope.toml", "unknown variant `items`, expected `all` or `user`"),
+        ("scope.toml", "unknown variant `items`, expected one of `all`, `user`, `vector`"),
     ] {
         let o = run(Some(config), "refused.json");
         let err = text(&o).1;
@@ -430,7 +430,11 @@ fn evaluate_rejects_bad_adaptation_settings_by_option_name() {
         ),
         ("--adapt-temperatures", "inf", "got inf"),
         ("--adapt-set-sizes", "7,0", "--adapt-set-sizes: every set size must be at least 1"),
-        ("--adapt-scopes", "user,items", "unknown adaptation scope \"items\": expected \"all\" or \"user\""),
+        (
+            "--adapt-scopes",
+            "user,items",
+            "unknown adaptation scope \"items\": expected \"all\", \"user\" or \"vector\"",
+        ),
     ] {
         let o = eemu(&["evaluate", "--store", "no-store", option, value], dir.path());
         let (_, err) = text(&o);

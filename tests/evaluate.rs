@@ -110,7 +110,8 @@ fn adaptation_grid_reads_each_setting_and_chooses_on_validation() {
     };
     let s = setting;
     // Two sample their adaptation sets otherwise: nearly uniformly over the history, and 20
-    // items instead of the config's; the last adapts the user side only.
+    // items instead of the config's; the next adapts the user side only, the last two each user's
+    // vector alone.
     let grid = vec![
         s(1e-12, 1),
         s(3e-2, 1),
@@ -118,6 +119,8 @@ fn adaptation_grid_reads_each_setting_and_chooses_on_validation() {
         AdaptSetting { temperature: 100.0, ..s(3e-2, 1) },
         AdaptSetting { set_size: 20, ..s(3e-2, 1) },
         AdaptSetting { scope: AdaptScope::User, ..s(3e-2, 1) },
+        AdaptSetting { scope: AdaptScope::Vector, ..s(3e-2, 1) },
+        AdaptSetting { scope: AdaptScope::Vector, ..s(3e-2, 3) },
     ];
     let (rows, compared) = run("grid", s(2e-4, 1), grid.clone());
     let names: Vec<&str> = rows.iter().map(|r| r.method.as_str()).collect();
@@ -128,6 +131,7 @@ fn adaptation_grid_reads_each_setting_and_chooses_on_validation() {
     assert_eq!(candidates[3].method, "eemu-adapt(lr=0.03,steps=1,T=100)");
     assert_eq!(candidates[4].method, "eemu-adapt(lr=0.03,steps=1,set=20)");
     assert_eq!(candidates[5].method, "eemu-adapt(lr=0.03,steps=1,scope=user)");
+    assert_eq!(candidates[7].method, "eemu-adapt(lr=0.03,steps=3,scope=vector)");
     // A step of 1e-12 moves no float32 weight: the first candidate ranks as eemu does.
     assert_eq!(candidates[0].test_ranks, rows[1].test_ranks);
     // Each candidate is what an evaluation with that setting in the config gives, so reading 1
@@ -142,7 +146,9 @@ fn adaptation_grid_reads_each_setting_and_chooses_on_validation() {
         assert_eq!(alone[1].test_ranks, rows[1].test_ranks, "the grid must not change training");
     }
     assert_ne!(candidates[1].test_ranks, candidates[2].test_ranks, "1 and 3 steps of 3e-2 rank alike");
-    for k in [3, 4, 5] {
+    assert_ne!(candidates[5].test_ranks, candidates[6].test_ranks, "scopes user and vector rank alike");
+    assert_ne!(candidates[6].test_ranks, candidates[7].test_ranks, "1 and 3 vector steps rank alike");
+    for k in [3, 4, 5, 6] {
         assert_ne!(
             candidates[1].test_ranks, candidates[k].test_ranks,
             "{} ranks as the config's sampling and scope",
@@ -158,7 +164,7 @@ fn adaptation_grid_reads_each_setting_and_chooses_on_validation() {
     assert!(compared.iter().all(|m| !m.starts_with("eemu-adapt(")), "{compared:?}");
     assert!(compared.iter().any(|m| m == "eemu-adapt"), "{compared:?}");
     let text = table(&rows);
-    assert!(text.contains("chosen on validation HR@10 among 6 settings"), "{text}");
+    assert!(text.contains("chosen on validation HR@10 among 8 settings"), "{text}");
     // The footer names the chosen setting whole, its sampling included.
     let a = rows[2].adaptation.unwrap();
     let footer = format!(

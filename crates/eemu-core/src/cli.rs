@@ -229,7 +229,8 @@ pub struct EvaluateArgs {
     pub adapt_set_sizes: Vec<usize>,
     /// Parameters the per-user adaptation moves, to try for eemu-adapt, comma-separated
     /// (default: adapt.scope of the config): all (both towers, as Algorithm 2 and the
-    /// reference) or user (the user side only; every item keeps the shard model's vector).
+    /// reference), user (the user side only; every item keeps the shard model's vector) or
+    /// vector (each user's final vector alone, on the user's own set; towers and items stay).
     /// Candidate rows name a scope other than the config's as scope=...
     #[arg(long, value_delimiter = ',', value_name = "SCOPES")]
     pub adapt_scopes: Vec<crate::config::AdaptScope>,

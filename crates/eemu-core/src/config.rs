@@ -145,6 +145,9 @@ pub enum AdaptScope {
     All,
     /// The user side only (its tables and tower); item vectors stay those of the shard model.
     User,
+    /// Each user's final vector only (the user tower's output, `model.embedding_dim` numbers
+    /// a user), started from the shard model's; the towers and the item vectors stay as they are.
+    Vector,
 }
 
 impl AdaptScope {
@@ -157,6 +160,7 @@ impl AdaptScope {
         match self {
             AdaptScope::All => "all",
             AdaptScope::User => "user",
+            AdaptScope::Vector => "vector",
         }
     }
 }
@@ -168,7 +172,8 @@ impl std::str::FromStr for AdaptScope {
         match s {
             "all" => Ok(AdaptScope::All),
             "user" => Ok(AdaptScope::User),
-            _ => Err(format!("unknown adaptation scope {s:?}: expected \"all\" or \"user\"")),
+            "vector" => Ok(AdaptScope::Vector),
+            _ => Err(format!("unknown adaptation scope {s:?}: expected \"all\", \"user\" or \"vector\"")),
         }
     }
 }
