@@ -427,43 +427,46 @@ pub fn specialize_at(
     let items = Tensor::from_slice(&[pos.as_slice(), neg.as_slice()].concat()).to_device(dev);
     let m = pos.len() as i64;
     let fixed_set = fixed.map(|v| gather_rows(v, &items));
-    if let Moving::UserVectors(items) = moving {
-        // Only the users' final vectors move: the parameters are the [n x d] vectors themselves,
-        // and each user's gradient comes from its own pairs alone.
-        let v = fixed_set.as_ref().expect("kept item vectors");
-        let mut vectors = read(&model.params.flat).0.copy().set_requires_grad(true);
-        let mut adam = Adam::new(&vectors, lr);
-        let mut done = 0;
-        for &target in step_counts {
-            while done < target {
-                let u = gather_rows(&vectors, &owner);
-                let s_pos = (&u * v.narrow(0, 0, m)).sum_dim_intlist(1, false, Kind::Float);
-                let s_neg = (&u * v.narrow(0, m, m)).sum_dim_intlist(1, false, Kind::Float);
-                let loss = hinge(&s_pos, &s_neg, margin);
-                let g = Tensor::run_backward(&[&loss], &[&vectors], false, false).remove(0);
-                adam.step(&mut vectors, &g);
-                done += 1;
-            }
-            out.push((vectors.detach().copy(), items.shallow_clone()));
+    let pair_loss = |u: &Tensor, v: &Tensor| {
+        let s_pos = (u * v.narrow(0, 0, m)).sum_dim_intlist(1, false, Kind::Float);
+        let s_neg = (u * v.narrow(0, m, m)).sum_dim_intlist(1, false, Kind::Float);
+        hinge(&s_pos, &s_neg, margin)
+    };
+    // What moves (a flat tensor), the set's loss as a function of it, and the vectors it gives.
+    type Of<'f, T> = Box<dyn Fn(&Tensor) -> T + 'f>;
+    let (start, loss, vectors): (Tensor, Of<Tensor>, Of<(Tensor, Tensor)>) = match moving {
+        // The users' final vectors themselves [n x d]: each user's gradient comes from its own
+        // pairs alone.
+        Moving::UserVectors(kept) => {
+            let v = fixed_set.as_ref().expect("kept item vectors");
+            (
+                read(&model.params.flat).0.copy(),
+                Box::new(move |w| pair_loss(&gather_rows(w, &owner), v)),
+                Box::new(move |w| (w.detach().copy(), kept.shallow_clone())),
+            )
         }
-        return out;
-    }
-    let mut adapted = model.params.copy().set_requires_grad(true);
+        Moving::All | Moving::UserSide(_) => (
+            model.params.copy(),
+            Box::new(|w| {
+                let p = model.params.views(w);
+                let u = gather_rows(&model.user_vectors(&p, &user_ids), &owner);
+                let v = fixed_set.as_ref().map_or_else(|| model.item_vectors(&p, &items), |v| v.shallow_clone());
+                pair_loss(&u, &v)
+            }),
+            Box::new(|w| read(w)),
+        ),
+    };
+    let mut adapted = start.set_requires_grad(true);
     let mut adam = Adam::new(&adapted, lr);
     let mut done = 0;
     for &target in step_counts {
         while done < target {
-            let p = model.params.views(&adapted);
-            let u = gather_rows(&model.user_vectors(&p, &user_ids), &owner);
-            let v = fixed_set.as_ref().map_or_else(|| model.item_vectors(&p, &items), |v| v.shallow_clone());
-            let s_pos = (&u * v.narrow(0, 0, m)).sum_dim_intlist(1, false, Kind::Float);
-            let s_neg = (&u * v.narrow(0, m, m)).sum_dim_intlist(1, false, Kind::Float);
-            let loss = hinge(&s_pos, &s_neg, margin);
-            let g = Tensor::run_backward(&[&loss], &[&adapted], false, false).remove(0);
+            let l = loss(&adapted);
+            let g = Tensor::run_backward(&[&l], &[&adapted], false, false).remove(0);
             adam.step(&mut adapted, &g);
             done += 1;
         }
-        out.push(read(&adapted));
+        out.push(vectors(&adapted));
     }
     out
 }
@@ -731,8 +734,8 @@ mod tests {
         assert!(adaptation_set(7, &[], None, &degree, 0, 7, 0.01).0.is_empty());
     }
 
-    #[test]
-    fn a_user_scope_adaptation_moves_the_user_vector_and_leaves_every_item_vector() {
+    /// A two-tower model of 3 users and 6 items, one categorical feature a side, d = 5.
+    fn tiny_model() -> TwoTower {
         use crate::data::{Entities, Feature, Ids};
         let entities = |ids: Vec<i64>, labels: &[&str]| {
             let labels: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
@@ -747,7 +750,12 @@ mod tests {
         };
         let users = entities(vec![1, 2, 3], &["a", "b", "a"]);
         let items = entities(vec![10, 11, 12, 13, 14, 15], &["x", "y", "x", "y", "x", "y"]);
-        let model = TwoTower::new(&config, &users, &items, &[true, true, true], 0, 0, Device::Cpu);
+        TwoTower::new(&config, &users, &items, &[true, true, true], 0, 0, Device::Cpu)
+    }
+
+    #[test]
+    fn a_user_scope_adaptation_moves_the_user_vector_and_leaves_every_item_vector() {
+        let model = tiny_model();
         let set = (vec![1i64, 2, 3], vec![4i64, 5, 0]);
         let (base_u, base_items) = specialize(&model, &[1], &[&set], 1e-2, 1.0, AdaptScope::User, 0);
         let loss = |u: &Tensor| {
@@ -772,21 +780,7 @@ mod tests {
 
     #[test]
     fn a_vector_scope_adaptation_takes_adam_steps_on_the_user_vector_alone() {
-        use crate::data::{Entities, Feature, Ids};
-        let entities = |ids: Vec<i64>, labels: &[&str]| {
-            let labels: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
-            Entities { ids: Ids::Int(ids), features: vec![Feature::categorical("f", &labels)] }
-        };
-        let config = crate::config::ModelConfig {
-            feature_dim: 4,
-            user_tower: vec![8],
-            item_tower: vec![6],
-            embedding_dim: 5,
-            ..Default::default()
-        };
-        let users = entities(vec![1, 2, 3], &["a", "b", "a"]);
-        let items = entities(vec![10, 11, 12, 13, 14, 15], &["x", "y", "x", "y", "x", "y"]);
-        let model = TwoTower::new(&config, &users, &items, &[true, true, true], 0, 0, Device::Cpu);
+        let model = tiny_model();
         let fixed = fixed_items(&model, AdaptScope::Vector).expect("scope vector keeps the item vectors");
         // User 1 adapts on two pairs; user 2, a cluster member without pairs, keeps its vector.
         let set = (vec![1i64, 2], vec![4i64, 5]);
