@@ -353,7 +353,7 @@ pub struct TrainLog {
     pub lineage: String,
     pub algorithm: Algorithm,
     /// Epochs of plain training before `algorithm` (`train.warmup_epochs`); absent when none.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::config::is_zero")]
     pub warmup_epochs: usize,
     pub users: usize,
     pub rows: usize,
@@ -371,10 +371,6 @@ pub struct TrainLog {
     pub cpu: Option<String>,
     pub epochs: Vec<EpochRecord>,
     pub seconds: f64,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }
 
 /// Runs epoch `epoch` (1-based) with the algorithm `cfg` gives it (plain training during a

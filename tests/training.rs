@@ -48,16 +48,23 @@ fn the_seed_changes_the_weights() {
     assert!(trained_model_bytes(a.path(), &config, 0) != trained_model_bytes(b.path(), &other, 0));
 }
 
-#[test]
-fn the_training_log_records_every_epoch() {
+/// Trains shard 1 of a tiny store under `config`; the store (alive while its folder is) and the
+/// shard's training log.
+fn shard_1_log(config: &Config) -> (tempfile::TempDir, Store, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
-    let config = tiny(Algorithm::Fomaml);
-    trained_model_bytes(dir.path(), &config, 1);
+    trained_model_bytes(dir.path(), config, 1);
     let store = Store::new(dir.path().join("store"));
     let m = store.manifest().unwrap();
-    let log: serde_json::Value =
+    let log =
         serde_json::from_slice(&std::fs::read(store.shard_dir(1, &m.shards[1].lineage).join(TRAIN_LOG_FILE)).unwrap())
             .unwrap();
+    (dir, store, log)
+}
+
+#[test]
+fn the_training_log_records_every_epoch() {
+    let (_dir, store, log) = shard_1_log(&tiny(Algorithm::Fomaml));
+    let m = store.manifest().unwrap();
     let epochs = log["epochs"].as_array().unwrap();
     assert_eq!(epochs.len(), 2);
     assert!(epochs.iter().all(|e| e["loss"].as_f64().unwrap() > 0.0 && e["validation_hr10"].as_f64().is_some()));
@@ -66,15 +73,9 @@ fn the_training_log_records_every_epoch() {
     assert!(log.get("warmup_epochs").is_none(), "no warm-up, no field: {log}");
 
     // A warm-up is recorded beside the algorithm.
-    let dir = tempfile::tempdir().unwrap();
     let mut warm = tiny(Algorithm::Fomaml);
     warm.train.warmup_epochs = 1;
-    trained_model_bytes(dir.path(), &warm, 1);
-    let store = Store::new(dir.path().join("store"));
-    let m = store.manifest().unwrap();
-    let log: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(store.shard_dir(1, &m.shards[1].lineage).join(TRAIN_LOG_FILE)).unwrap())
-            .unwrap();
+    let (_warm_dir, _, log) = shard_1_log(&warm);
     assert_eq!((log["algorithm"].as_str(), log["warmup_epochs"].as_u64()), (Some("fomaml"), Some(1)), "{log}");
 }
 

@@ -392,7 +392,8 @@ pub struct TrainConfig {
 /// ml-100k (docs/results.md).
 pub const DEFAULT_WARMUP_LEARNING_RATE: f64 = 2e-3;
 
-fn is_zero(n: &usize) -> bool {
+/// Serde's `skip_serializing_if` for counts whose default is 0.
+pub fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
