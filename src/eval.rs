@@ -835,7 +835,8 @@ pub fn table(results: &[MethodResult]) -> String {
         let how = if candidates > 1 {
             format!("chosen on validation HR@10 among {candidates} settings")
         } else {
-            "from the config's [adapt]".to_string()
+            // One setting: the config's [adapt], or the --adapt-* options where given.
+            "the one setting tried".to_string()
         };
         s.push_str(&format!(
             "(eemu-adapt: adaptation lr={}, steps={}, T={}, set={}, scope={}, {how})\n",

@@ -66,6 +66,9 @@ fn every_method_is_evaluated_and_ranks_are_written() {
     assert_ne!(results[2].test_ranks, results[4].test_ranks);
     assert_ne!(results[3].test_ranks, results[4].test_ranks);
     assert_ne!(results[4].test_ranks, results[5].test_ranks);
+    // One adaptation setting: the table says so instead of claiming a choice among several.
+    let text = table(&results);
+    assert!(text.contains("scope=all, the one setting tried)"), "{text}");
     let path = dir.path().join("ranks.parquet");
     write_ranks(&path, &prepared, &Targets::new(&prepared).unwrap(), &results).unwrap();
     let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap().build().unwrap();
