@@ -168,10 +168,9 @@ fn adapted_scores(
 ) -> Vec<Vec<f32>> {
     let n = t.n_items;
     let mut out = vec![vec![0f32; t.users.len() * n]; step_counts.len()];
-    let fixed = crate::infer::fixed_items(model, scope);
-    let moving = crate::infer::Moving::of(scope, fixed.as_ref());
+    let moving = crate::infer::Moving::of(model, scope);
     for (k, &user) in t.users.iter().enumerate() {
-        let points = crate::infer::specialize_at(model, &[user], &[&sets[k]], lr, margin, moving, step_counts);
+        let points = crate::infer::specialize_at(model, &[user], &[&sets[k]], lr, margin, &moving, step_counts);
         for (c, (u, items)) in points.into_iter().enumerate() {
             let row = tch::no_grad(|| u.matmul(&items.transpose(0, 1)).to_device(Device::Cpu).flatten(0, 1));
             out[c][k * n..(k + 1) * n].copy_from_slice(&Vec::<f32>::try_from(row).expect("f32 scores"));
@@ -719,8 +718,9 @@ fn batch_ranks(p: &Prepared, t: &Targets, models: &[TwoTower], k: usize) -> Resu
     let row_of: std::collections::HashMap<u32, usize> = t.users.iter().enumerate().map(|(k, &u)| (u, k)).collect();
     let history = infer::History::new(p);
     let refs: Vec<&TwoTower> = models.iter().collect();
+    let moving: Vec<infer::Moving> = models.iter().map(|m| infer::Moving::of(m, c.adapt.scope)).collect();
     for users in infer::members(&consensus) {
-        let (x, y) = infer::cluster_vectors(&refs, &users, &history, c, c.infer.adapt_steps);
+        let (x, y) = infer::cluster_vectors(&refs, &moving, &users, &history, c, c.infer.adapt_steps);
         let rows: Vec<(usize, i64)> =
             users.iter().enumerate().filter_map(|(i, u)| row_of.get(u).map(|&r| (r, i as i64))).collect();
         if rows.is_empty() {

@@ -328,7 +328,8 @@ pub fn consensus_method(c: &ClusterConfig, labelled: usize) -> ConsensusMethod {
 }
 
 /// One specialized model of a (shard, cluster): the shard model after `steps` steps of a fresh
-/// Adam on the union of the cluster users' adaptation sets, moving the parameters of `scope`.
+/// Adam on the union of the cluster users' adaptation sets, moving what `moving` (built from
+/// the same model) says.
 /// Returns the adapted vectors of `users` [n x d] and of every item [I x d] (the shard model's
 /// under `AdaptScope::User` and `AdaptScope::Vector`); the adapted weights are dropped. Under
 /// `AdaptScope::Vector` no weight moves: each user's vector is adapted on its own set.
@@ -338,46 +339,37 @@ pub fn specialize(
     sets: &[&(Vec<i64>, Vec<i64>)],
     lr: f64,
     margin: f64,
-    scope: AdaptScope,
+    moving: &Moving,
     steps: usize,
 ) -> (Tensor, Tensor) {
-    let fixed = fixed_items(model, scope);
-    specialize_at(model, users, sets, lr, margin, Moving::of(scope, fixed.as_ref()), &[steps]).remove(0)
+    specialize_at(model, users, sets, lr, margin, moving, &[steps]).remove(0)
 }
 
-/// The item vectors an adaptation of `scope` keeps: under `AdaptScope::User` and
-/// `AdaptScope::Vector` the shard model's vectors of every item [I x d], read outside the graph;
-/// none under `AdaptScope::All`, where the item side moves too. One read serves every adaptation
-/// of the same model.
-pub fn fixed_items(model: &TwoTower, scope: AdaptScope) -> Option<Tensor> {
-    (scope != AdaptScope::All).then(|| tch::no_grad(|| model.all_item_vectors(&model.params.views(&model.params.flat))))
-}
-
-/// What an adaptation moves, with the shard model's item vectors ([`fixed_items`]) under a scope
-/// that keeps them.
-#[derive(Clone, Copy)]
-pub enum Moving<'a> {
+/// What an adaptation of a shard model moves. Under a scope that keeps the item side, it holds
+/// the shard model's vectors of every item [I x d], read once outside the graph: one read
+/// serves every adaptation of the same model.
+pub enum Moving {
     /// Every parameter (`AdaptScope::All`).
     All,
     /// The user side's parameters; every item keeps these vectors (`AdaptScope::User`).
-    UserSide(&'a Tensor),
+    UserSide(Tensor),
     /// Each user's final vector alone; every item keeps these vectors (`AdaptScope::Vector`).
-    UserVectors(&'a Tensor),
+    UserVectors(Tensor),
 }
 
-impl<'a> Moving<'a> {
-    /// `scope`, with `fixed` = [`fixed_items`] of the same scope.
-    pub fn of(scope: AdaptScope, fixed: Option<&'a Tensor>) -> Moving<'a> {
-        match (scope, fixed) {
-            (AdaptScope::All, None) => Moving::All,
-            (AdaptScope::User, Some(v)) => Moving::UserSide(v),
-            (AdaptScope::Vector, Some(v)) => Moving::UserVectors(v),
-            _ => panic!("fixed item vectors come with a scope that keeps them, and only then"),
+impl Moving {
+    /// What an adaptation of `scope` moves on `model`.
+    pub fn of(model: &TwoTower, scope: AdaptScope) -> Moving {
+        let kept = || tch::no_grad(|| model.all_item_vectors(&model.params.views(&model.params.flat)));
+        match scope {
+            AdaptScope::All => Moving::All,
+            AdaptScope::User => Moving::UserSide(kept()),
+            AdaptScope::Vector => Moving::UserVectors(kept()),
         }
     }
 
     /// The item vectors every item keeps; None when the item side moves.
-    pub fn fixed(self) -> Option<&'a Tensor> {
+    pub fn fixed(&self) -> Option<&Tensor> {
         match self {
             Moving::All => None,
             Moving::UserSide(v) | Moving::UserVectors(v) => Some(v),
@@ -394,7 +386,7 @@ pub fn specialize_at(
     sets: &[&(Vec<i64>, Vec<i64>)],
     lr: f64,
     margin: f64,
-    moving: Moving,
+    moving: &Moving,
     step_counts: &[usize],
 ) -> Vec<(Tensor, Tensor)> {
     assert!(step_counts.windows(2).all(|w| w[0] < w[1]), "step counts must ascend");
@@ -577,9 +569,11 @@ pub fn members(labels: &[Option<u32>]) -> Vec<Vec<u32>> {
 }
 
 /// Mean-over-shards inputs of one cluster: x [n x S*d] / S and y [I x S*d], from each shard's
-/// specialized model.
+/// specialized model; `moving[s]` is [`Moving::of`] shard model `s` under `adapt.scope`, built
+/// once for every cluster.
 pub fn cluster_vectors(
     models: &[&TwoTower],
+    moving: &[Moving],
     users: &[u32],
     history: &History,
     config: &Config,
@@ -589,9 +583,8 @@ pub fn cluster_vectors(
     let refs: Vec<&(Vec<i64>, Vec<i64>)> = sets.iter().collect();
     let (xs, ys): (Vec<Tensor>, Vec<Tensor>) = models
         .iter()
-        .map(|m| {
-            specialize(m, users, &refs, config.adapt.learning_rate, config.train.margin, config.adapt.scope, steps)
-        })
+        .zip(moving)
+        .map(|(m, moving)| specialize(m, users, &refs, config.adapt.learning_rate, config.train.margin, moving, steps))
         .unzip();
     let s = models.len() as f64;
     (Tensor::cat(&xs, 1) / s, Tensor::cat(&ys, 1))
@@ -649,6 +642,10 @@ pub fn infer(
     let refs: Vec<&TwoTower> = models.iter().map(|m| &m.model).collect();
     let (mut t_adapt, mut t_score) = (0.0, 0.0);
     let on_cpu = models.first().is_some_and(|m| m.model.device == Device::Cpu);
+    if on_cpu {
+        tch::set_num_threads(1);
+    }
+    let moving: Vec<Moving> = refs.iter().map(|m| Moving::of(m, config.adapt.scope)).collect();
     for (cl, users) in groups.iter().enumerate() {
         let start = Instant::now();
         // Adaptation is many small ops: one libtorch thread is fastest (and never oversubscribes
@@ -656,7 +653,7 @@ pub fn infer(
         if on_cpu {
             tch::set_num_threads(1);
         }
-        let (x, y) = cluster_vectors(&refs, users, &history, config, config.infer.adapt_steps);
+        let (x, y) = cluster_vectors(&refs, &moving, users, &history, config, config.infer.adapt_steps);
         t_adapt += start.elapsed().as_secs_f64();
         if on_cpu {
             tch::set_num_threads(cpu_threads.max(1) as i32);
@@ -757,41 +754,46 @@ mod tests {
     fn a_user_scope_adaptation_moves_the_user_vector_and_leaves_every_item_vector() {
         let model = tiny_model();
         let set = (vec![1i64, 2, 3], vec![4i64, 5, 0]);
-        let (base_u, base_items) = specialize(&model, &[1], &[&set], 1e-2, 1.0, AdaptScope::User, 0);
+        let (base_u, base_items) =
+            specialize(&model, &[1], &[&set], 1e-2, 1.0, &Moving::of(&model, AdaptScope::User), 0);
         let loss = |u: &Tensor| {
             let v = |ids: &[i64]| base_items.index_select(0, &Tensor::from_slice(ids));
             let s = |ids: &[i64]| (u * v(ids)).sum_dim_intlist(1, false, Kind::Float);
             hinge(&s(&set.0), &s(&set.1), 1.0).double_value(&[])
         };
-        let fixed = fixed_items(&model, AdaptScope::User).expect("scope user keeps the item vectors");
+        let moving = Moving::of(&model, AdaptScope::User);
+        let fixed = moving.fixed().expect("scope user keeps the item vectors");
         assert!(fixed.equal(&base_items));
-        assert!(fixed_items(&model, AdaptScope::All).is_none());
-        let user = specialize_at(&model, &[1], &[&set], 1e-2, 1.0, Moving::UserSide(&fixed), &[1, 3]);
+        assert!(Moving::of(&model, AdaptScope::All).fixed().is_none());
+        let user = specialize_at(&model, &[1], &[&set], 1e-2, 1.0, &moving, &[1, 3]);
         for (u, items) in &user {
             assert!(items.equal(&base_items), "an item vector moved under scope user");
             assert!(!u.equal(&base_u), "the user vector did not move");
         }
         assert!(loss(&user[1].0) < loss(&base_u), "{} >= {}", loss(&user[1].0), loss(&base_u));
         // Scope all moves the item side too; the shard model itself is never changed.
-        let (_, all_items) = specialize(&model, &[1], &[&set], 1e-2, 1.0, AdaptScope::All, 1);
+        let (_, all_items) = specialize(&model, &[1], &[&set], 1e-2, 1.0, &Moving::of(&model, AdaptScope::All), 1);
         assert!(!all_items.equal(&base_items));
-        assert!(specialize(&model, &[1], &[&set], 1e-2, 1.0, AdaptScope::User, 0).1.equal(&base_items));
+        assert!(specialize(&model, &[1], &[&set], 1e-2, 1.0, &Moving::of(&model, AdaptScope::User), 0)
+            .1
+            .equal(&base_items));
     }
 
     #[test]
     fn a_vector_scope_adaptation_takes_adam_steps_on_the_user_vector_alone() {
         let model = tiny_model();
-        let fixed = fixed_items(&model, AdaptScope::Vector).expect("scope vector keeps the item vectors");
+        let moving = Moving::of(&model, AdaptScope::Vector);
+        let fixed = moving.fixed().expect("scope vector keeps the item vectors");
         // User 1 adapts on two pairs; user 2, a cluster member without pairs, keeps its vector.
         let set = (vec![1i64, 2], vec![4i64, 5]);
         let none = (vec![], vec![]);
-        let base = specialize_at(&model, &[1, 2], &[&set, &none], 0.1, 1.0, Moving::UserVectors(&fixed), &[0]);
+        let base = specialize_at(&model, &[1, 2], &[&set, &none], 0.1, 1.0, &moving, &[0]);
         let (u0, items0) = &base[0];
-        assert!(items0.equal(&fixed));
+        assert!(items0.equal(fixed));
         let lr = 0.1;
-        let out = specialize_at(&model, &[1, 2], &[&set, &none], lr, 1.0, Moving::UserVectors(&fixed), &[1]);
+        let out = specialize_at(&model, &[1, 2], &[&set, &none], lr, 1.0, &moving, &[1]);
         let (u1, items1) = &out[0];
-        assert!(items1.equal(&fixed), "an item vector moved under scope vector");
+        assert!(items1.equal(fixed), "an item vector moved under scope vector");
         assert!(u1.get(1).equal(&u0.get(1)), "a user without pairs moved");
         // By hand: the hinge's gradient for user 1 is the mean over its active pairs of
         // (v_neg - v_pos); Adam's first step moves each coordinate by lr g / (|g| + 1e-8).
@@ -813,7 +815,7 @@ mod tests {
             assert!((after - expected).abs() < 1e-4, "{after} != {expected}");
         }
         // The shard model itself is never changed.
-        let again = specialize_at(&model, &[1, 2], &[&set, &none], lr, 1.0, Moving::UserVectors(&fixed), &[0]);
+        let again = specialize_at(&model, &[1, 2], &[&set, &none], lr, 1.0, &moving, &[0]);
         assert!(again[0].0.equal(u0));
     }
 

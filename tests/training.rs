@@ -156,7 +156,8 @@ fn adaptation_steps_by_adapt_learning_rate_not_by_the_training_one() {
     let users: Vec<u32> = (0..8).collect();
     // Item vectors of the shard model after one adaptation step with `c` (0 steps: unadapted).
     let items = |c: &Config, steps: usize| {
-        let (_, y) = eemu::infer::cluster_vectors(&[&model], &users, &history, c, steps);
+        let moving = [eemu::infer::Moving::of(&model, c.adapt.scope)];
+        let (_, y) = eemu::infer::cluster_vectors(&[&model], &moving, &users, &history, c, steps);
         Vec::<f32>::try_from(y.flatten(0, -1)).unwrap()
     };
     let largest_change = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
