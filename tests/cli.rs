@@ -384,6 +384,20 @@ fn compare_pairs_users_across_rank_files_and_names_bad_rows() {
     let o = eemu(&[&pooled[..], &["--baseline", "tuned:mean+zz"]].concat(), d);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).1.contains("no method zz"), "{:?}", text(&o));
+    // --paired-runs: recorded in the report; a side of one run leaves nothing to pair; pools of
+    // different sizes on both sides are refused, naming both.
+    let two = ["--baseline", "tuned:mean+tuned:eemu", "--paired-runs"];
+    let o = eemu(&[&pooled[..], &two, &["--methods", "retrain", "--out", "q.json"]].concat(), d);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let q: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("q.json")).unwrap()).unwrap();
+    assert_eq!(
+        (q["paired_runs"].as_bool(), q["comparisons"][0]["runs_drawn_in_pairs"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(q["comparisons"][0]["hr"], p["comparisons"][0]["hr"], "one run on a side: the same draws");
+    let o = eemu(&[&pooled[..], &two, &["--methods", "a:retrain+tuned:mean+tuned:eemu"]].concat(), d);
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+    assert!(text(&o).1.contains("pools 3 runs and tuned:mean+tuned:eemu pools 2"), "{:?}", text(&o));
 
     // Candidate rows of an adaptation grid have commas in their names: a list splits only at
     // commas outside parentheses (parse_names).

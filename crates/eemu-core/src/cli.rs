@@ -114,6 +114,10 @@ paired sign-flip test of the mean hit, which treats the runs as fixed:
   eemu compare --ranks m0=mean-s0.parquet --ranks m1=mean-s1.parquet --ranks f0=fomaml-s0.parquet \\
     --ranks f1=fomaml-s1.parquet --baseline m0:mean+m1:mean --methods f0:eemu-adapt+f1:eemu-adapt
 
+Each side's runs are drawn apart unless --paired-runs says the i-th runs of the two sides belong
+together (e.g. trained at the same seed, which fixes the shard assignment); each resample draws
+the same positions on both sides, which leaves out the part of the seed spread the two share.
+
 Exit codes: 0 success, 1 failure, 2 invalid command line, 3 invalid rank file (the message names
 the file, row and column).";
 
@@ -142,6 +146,12 @@ pub struct CompareArgs {
     /// Seed of the bootstrap (same seed and files, same intervals)
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Match pooled runs by position: the i-th run of a method's A+B goes with the i-th of the
+    /// baseline's (name them in the same seed order), and each resample draws the same positions
+    /// on both sides instead of drawing each side's runs apart. Where both sides pool several
+    /// runs, they must pool as many
+    #[arg(long)]
+    pub paired_runs: bool,
     /// JSON file for the results (written atomically)
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -487,7 +497,8 @@ fn execute_data(config_path: &Option<PathBuf>, command: &Command) -> Result<Stri
             ))
         }
         Command::Compare(a) => {
-            let settings = crate::compare::Settings { k: a.k, resamples: a.resamples, seed: a.seed };
+            let settings =
+                crate::compare::Settings { k: a.k, resamples: a.resamples, seed: a.seed, paired_runs: a.paired_runs };
             let names = |n: &Option<Names>| n.as_ref().map(|n| n.0.clone()).unwrap_or_default();
             let (methods, baseline) = (names(&a.methods), names(&a.baseline));
             crate::compare::run(&a.ranks, &methods, &baseline, &settings, a.out.as_deref())

@@ -126,11 +126,17 @@ pub struct Settings {
     pub resamples: usize,
     /// Seed of the resampling (same seed, same intervals).
     pub seed: u64,
+    /// Pooled runs are matched by position, the i-th run of the method with the i-th of the
+    /// baseline (e.g. both trained at the same seed, which also fixes the shard assignment): each
+    /// resample then draws one set of positions for both sides instead of one per side. Where
+    /// both sides pool more than one run they must pool as many; a side of one run is drawn as
+    /// itself either way.
+    pub paired_runs: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { k: 10, resamples: 10_000, seed: 0 }
+        Settings { k: 10, resamples: 10_000, seed: 0, paired_runs: false }
     }
 }
 
@@ -157,6 +163,9 @@ pub struct Comparison {
     /// Runs pooled on each side (one unless several runs were named as `A+B`).
     pub method_runs: usize,
     pub baseline_runs: usize,
+    /// Whether each resample drew the two sides' runs at the same positions
+    /// ([`Settings::paired_runs`] with more than one run on each side).
+    pub runs_drawn_in_pairs: bool,
     pub k: usize,
     pub hr: Paired,
     pub ndcg: Paired,
@@ -180,7 +189,8 @@ pub fn compare(method: &MethodRanks, baseline: &MethodRanks, s: &Settings) -> Re
 /// method trained at several seeds), paired over the users; every run must rank the same users.
 /// Each user's HR and NDCG gain on a side is the mean over that side's runs. Each bootstrap
 /// resample first draws each side's runs with replacement (where it has more than one, so the
-/// seed spread widens the interval) and then the users. With one run per side this is the plain
+/// seed spread widens the interval; with [`Settings::paired_runs`] the same positions on both
+/// sides) and then the users. With one run per side this is the plain
 /// paired comparison: the same draws, and `hits_only_*` and McNemar's test on the users one of the
 /// two hits. With several runs `hits_only_*` count the users whose mean hit is higher on one side,
 /// and the p-value is a paired sign-flip test of the mean hit, which on 0/1 hits is McNemar's.
@@ -193,6 +203,16 @@ pub fn compare_runs(method: &[&MethodRanks], baseline: &[&MethodRanks], s: &Sett
     };
     for other in method[1..].iter().chain(baseline) {
         same_users(first, other)?;
+    }
+    let in_pairs = s.paired_runs && method.len() > 1 && baseline.len() > 1;
+    if in_pairs && method.len() != baseline.len() {
+        bail!(
+            "--paired-runs matches the i-th run of each side, but {} pools {} runs and {} pools {}",
+            pool_name(method),
+            method.len(),
+            pool_name(baseline),
+            baseline.len()
+        );
     }
     let gain = |r: u64| ndcg_gain(r, s.k);
     let hit = |g: f64| if g > 0.0 { 1.0 } else { 0.0 };
@@ -226,7 +246,8 @@ pub fn compare_runs(method: &[&MethodRanks], baseline: &[&MethodRanks], s: &Sett
         }
     };
     for _ in 0..s.resamples {
-        let (ra, rb) = (draw_runs(&mut rng, ha.len()), draw_runs(&mut rng, hb.len()));
+        let ra = draw_runs(&mut rng, ha.len());
+        let rb = if in_pairs { ra.clone() } else { draw_runs(&mut rng, hb.len()) };
         let (ha_r, hb_r, ga_r, gb_r) =
             (per_user_mean(&ha, &ra), per_user_mean(&hb, &rb), per_user_mean(&ga, &ra), per_user_mean(&gb, &rb));
         let (mut sha, mut shb, mut sga, mut sgb) = (0.0, 0.0, 0.0, 0.0);
@@ -251,6 +272,7 @@ pub fn compare_runs(method: &[&MethodRanks], baseline: &[&MethodRanks], s: &Sett
         users: n,
         method_runs: method.len(),
         baseline_runs: baseline.len(),
+        runs_drawn_in_pairs: in_pairs,
         k: s.k,
         hr: paired(&ma, &mb, &mut hr_rel),
         ndcg: paired(&over_all(&ga), &over_all(&gb), &mut ndcg_rel),
@@ -504,6 +526,13 @@ pub fn table(rows: &[Comparison], s: &Settings) -> String {
              that of a paired sign-flip test\nof the mean hit over users (on single runs this is McNemar's \
              test).\n",
         );
+        if rows.iter().any(|r| r.runs_drawn_in_pairs) {
+            out.push_str(
+                "--paired-runs: where both sides pool several runs, the i-th run of the method goes with the \
+                 i-th of the baseline\n(e.g. the same seed) and each resample draws the same positions on \
+                 both sides.\n",
+            );
+        }
     }
     out
 }
@@ -514,6 +543,7 @@ pub struct Report<'a> {
     pub k: usize,
     pub resamples: usize,
     pub seed: u64,
+    pub paired_runs: bool,
     pub level: f64,
     pub files: Vec<String>,
     pub comparisons: &'a [Comparison],
@@ -548,6 +578,7 @@ pub fn run(
             k: s.k,
             resamples: s.resamples,
             seed: s.seed,
+            paired_runs: s.paired_runs,
             level: LEVEL,
             files: files(&all),
             comparisons: &rows,
@@ -588,7 +619,7 @@ mod tests {
         // 4 users; K = 10. Method hits users 0, 1, 2 (ranks 0, 9, 3); baseline hits 0 and 3.
         let m = ranks("a", &[0, 9, 3, 50]);
         let b = ranks("b", &[0, 10, 40, 2]);
-        let c = compare(&m, &b, &Settings { k: 10, resamples: 2000, seed: 1 }).unwrap();
+        let c = compare(&m, &b, &Settings { k: 10, resamples: 2000, seed: 1, ..Settings::default() }).unwrap();
         assert_eq!((c.users, c.hits_only_method, c.hits_only_baseline), (4, 2, 1));
         assert!((c.hr.method - 0.75).abs() < 1e-12 && (c.hr.baseline - 0.5).abs() < 1e-12);
         assert!((c.hr.relative.unwrap() - 0.5).abs() < 1e-12);
@@ -618,7 +649,7 @@ mod tests {
         let pattern = |n: usize, hit_from: usize| -> Vec<u64> {
             (0..n).map(|u| if (u % 10) < hit_from { 0 } else { 100 }).collect()
         };
-        let s = Settings { k: 10, resamples: 4000, seed: 7 };
+        let s = Settings { k: 10, resamples: 4000, seed: 7, ..Settings::default() };
         let small = compare(&ranks("a", &pattern(100, 3)), &ranks("b", &pattern(100, 2)), &s).unwrap();
         let large = compare(&ranks("a", &pattern(1600, 3)), &ranks("b", &pattern(1600, 2)), &s).unwrap();
         let width = |c: &Comparison| c.hr.interval.map(|(lo, hi)| hi - lo).unwrap();
@@ -679,7 +710,8 @@ mod tests {
     fn pooled_runs_average_each_user_and_count_users_by_their_mean() {
         // Method at two seeds: run 1 hits users 0 and 1, run 2 users 0 and 2; baseline hits user 0.
         let (m1, m2, b) = (ranks("m1", &[0, 3, 50, 50]), ranks("m2", &[0, 50, 3, 50]), ranks("b", &[0, 50, 50, 50]));
-        let c = compare_runs(&[&m1, &m2], &[&b], &Settings { k: 10, resamples: 500, seed: 3 }).unwrap();
+        let c = compare_runs(&[&m1, &m2], &[&b], &Settings { k: 10, resamples: 500, seed: 3, ..Settings::default() })
+            .unwrap();
         assert_eq!(c.method, "m1+m2");
         assert_eq!((c.users, c.method_runs, c.baseline_runs), (4, 2, 1));
         // Mean hit per user: 1, 0.5, 0.5, 0 -> 0.5; baseline 0.25.
@@ -702,7 +734,7 @@ mod tests {
             |k: usize| ranks(&format!("b{k}"), &(0..30).map(|u| if u % 3 == k { 0 } else { 99 }).collect::<Vec<_>>());
         let (b0, b1, b2) = (third(0), third(1), third(2));
         let some = ranks("m", &(0..30).map(|u| if u < 12 { 0 } else { 99 }).collect::<Vec<_>>());
-        let s = Settings { k: 10, resamples: 4000, seed: 1 };
+        let s = Settings { k: 10, resamples: 4000, seed: 1, ..Settings::default() };
         let c = compare_runs(&[&some], &[&b0, &b1, &b2], &s).unwrap();
         assert!((c.hr.relative.unwrap() - 0.2).abs() < 1e-12);
         assert_eq!((c.hits_only_method, c.hits_only_baseline), (12, 18));
@@ -728,7 +760,7 @@ mod tests {
         // drawn, the drawn pair of runs gives relative 0 (run 1 twice, p = 1/4), -0.5 (1/2) or
         // -1 (run 2 twice, 1/4), so the 95% interval is exactly [-1, 0] around -0.5.
         let (all, none, base) = (ranks("a", &[0; 50]), ranks("b", &[99; 50]), ranks("c", &[0; 50]));
-        let s = Settings { k: 10, resamples: 2000, seed: 5 };
+        let s = Settings { k: 10, resamples: 2000, seed: 5, ..Settings::default() };
         let c = compare_runs(&[&all, &none], &[&base], &s).unwrap();
         assert_eq!(c.hr.relative, Some(-0.5));
         assert_eq!(c.hr.interval, Some((-1.0, 0.0)));
@@ -738,9 +770,52 @@ mod tests {
     }
 
     #[test]
+    fn paired_runs_draw_the_same_positions_on_both_sides() {
+        // The baseline's runs are copies of the method's, in the same order: drawn at the same
+        // positions the two sides are equal in every resample, so the interval is exactly [0, 0].
+        // Drawn apart, run 1 (all hits) meets run 2 (none) and the interval spans [-1, +inf).
+        let (all, none) = (ranks("a1", &[0; 40]), ranks("a2", &[99; 40]));
+        let (all_b, none_b) = (ranks("b1", &[0; 40]), ranks("b2", &[99; 40]));
+        let apart = Settings { k: 10, resamples: 2000, seed: 4, ..Settings::default() };
+        let paired = Settings { paired_runs: true, ..apart };
+        let c = compare_runs(&[&all, &none], &[&all_b, &none_b], &paired).unwrap();
+        assert_eq!(c.hr.relative, Some(0.0));
+        assert_eq!(c.hr.interval, Some((0.0, 0.0)));
+        assert_eq!(c.ndcg.interval, Some((0.0, 0.0)));
+        assert!(c.runs_drawn_in_pairs);
+        let a = compare_runs(&[&all, &none], &[&all_b, &none_b], &apart).unwrap();
+        let (lo, hi) = a.hr.interval.unwrap();
+        assert!(!a.runs_drawn_in_pairs);
+        assert!(lo < -0.4 && hi > 0.4, "[{lo}, {hi}]");
+        // Positions, not names, pair the runs: with the baseline listed in the other order, the
+        // first position pairs all hits with none, and the interval is no longer [0, 0].
+        let swapped = compare_runs(&[&all, &none], &[&none_b, &all_b], &paired).unwrap();
+        assert_ne!(swapped.hr.interval, Some((0.0, 0.0)));
+        // With one run on a side there is nothing to pair: the same numbers as drawn apart.
+        let one = |s: &Settings| compare_runs(&[&all, &none], &[&all_b], s).unwrap();
+        let (p1, a1) = (one(&paired), one(&apart));
+        assert!(!p1.runs_drawn_in_pairs);
+        assert_eq!((p1.hr, p1.ndcg, p1.mcnemar_p), (a1.hr, a1.ndcg, a1.mcnemar_p));
+        let single = |s: &Settings| compare(&all, &none_b, s).unwrap();
+        assert_eq!(single(&paired), single(&apart));
+    }
+
+    #[test]
+    fn paired_runs_need_as_many_runs_on_each_side() {
+        let r: Vec<MethodRanks> = (0..5).map(|i| ranks(&format!("r{i}"), &[0, 20, 3])).collect();
+        let s = Settings { resamples: 10, paired_runs: true, ..Settings::default() };
+        let e = compare_runs(&[&r[0], &r[1]], &[&r[2], &r[3], &r[4]], &s).unwrap_err().to_string();
+        assert!(
+            e.contains("--paired-runs") && e.contains("r0+r1 pools 2 runs") && e.contains("r2+r3+r4 pools 3"),
+            "{e}"
+        );
+        assert!(compare_runs(&[&r[0], &r[1]], &[&r[2], &r[3], &r[4]], &Settings { paired_runs: false, ..s }).is_ok());
+    }
+
+    #[test]
     fn the_p_column_is_named_for_the_test_it_holds() {
         let (m1, m2, b) = (ranks("m1", &[0, 3, 50, 50]), ranks("m2", &[0, 50, 3, 50]), ranks("b", &[0, 50, 50, 50]));
-        let s = Settings { k: 10, resamples: 200, seed: 3 };
+        let s = Settings { k: 10, resamples: 200, seed: 3, ..Settings::default() };
         let header = |t: &str| t.lines().next().unwrap().to_string();
         let single = table(&[compare_runs(&[&m1], &[&b], &s).unwrap()], &s);
         assert!(header(&single).contains("McNemar p"), "{single}");
@@ -754,7 +829,7 @@ mod tests {
     #[test]
     fn one_run_per_side_is_the_plain_comparison() {
         let (m, b) = (ranks("a", &[0, 9, 3, 50, 12, 1]), ranks("b", &[0, 10, 40, 2, 11, 5]));
-        let s = Settings { k: 10, resamples: 3000, seed: 2 };
+        let s = Settings { k: 10, resamples: 3000, seed: 2, ..Settings::default() };
         let plain = compare(&m, &b, &s).unwrap();
         assert_eq!(compare_runs(&[&m], &[&b], &s).unwrap(), plain);
         assert_eq!((plain.hits_only_method, plain.hits_only_baseline), (2, 1));
