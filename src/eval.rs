@@ -787,7 +787,7 @@ pub fn paired(p: &Prepared, t: &Targets, results: &[MethodResult]) -> Result<Vec
     if all.len() < 2 || t.users.is_empty() || !all.iter().any(|m| m.name == "retrain" || m.name == "mean") {
         return Ok(Vec::new());
     }
-    pairs(&all, &[], &[])?.iter().map(|(m, b)| compare_runs(m, b, &Settings::default())).collect()
+    pairs(&all, &[], &[], false)?.iter().map(|(m, b)| compare_runs(m, b, &Settings::default())).collect()
 }
 
 /// The results as a table, with each method's HR@10 change versus RETRAIN (like the paper's Table 3).

@@ -114,9 +114,15 @@ paired sign-flip test of the mean hit, which treats the runs as fixed:
   eemu compare --ranks m0=mean-s0.parquet --ranks m1=mean-s1.parquet --ranks f0=fomaml-s0.parquet \\
     --ranks f1=fomaml-s1.parquet --baseline m0:mean+m1:mean --methods f0:eemu-adapt+f1:eemu-adapt
 
+A label ending in * stands for every label that starts with what precedes it, in the order of the
+--ranks files: the same comparison is --baseline 'm*:mean' --methods 'f*:eemu-adapt' (quote the
+names so the shell leaves the * alone).
+
 Each side's runs are drawn apart unless --paired-runs says the i-th runs of the two sides belong
 together (e.g. trained at the same seed, which fixes the shard assignment); each resample draws
 the same positions on both sides, which leaves out the part of the seed spread the two share.
+With two * names, --paired-runs also checks that their labels end alike, run by run (f1, f2 with
+m1, m2).
 
 Exit codes: 0 success, 1 failure, 2 invalid command line, 3 invalid rank file (the message names
 the file, row and column).";
@@ -134,7 +140,8 @@ pub struct CompareArgs {
     pub baseline: Option<Names>,
     /// Methods to compare with each baseline, comma-separated, A+B pooling runs as for
     /// --baseline (default: all the others). Commas inside parentheses belong to the name, as in
-    /// eemu-adapt(lr=0.0002,steps=1)
+    /// eemu-adapt(lr=0.0002,steps=1); PREFIX*:METHOD pools every run of METHOD whose label starts
+    /// with PREFIX
     #[arg(long, value_parser = parse_names)]
     pub methods: Option<Names>,
     /// Cut-off K of HR@K and NDCG@K

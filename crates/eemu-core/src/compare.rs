@@ -407,9 +407,11 @@ fn ln_factorial(n: usize) -> f64 {
 
 /// The runs a name stands for: one method (see [`find`]), or several joined with `+`
 /// (`s0:mean+s1:mean`, e.g. one method trained at several seeds), pooled by [`compare_runs`].
-/// A method whose full name contains `+` is still found by that name.
+/// A part `PREFIX*:METHOD` stands for every run of METHOD whose label starts with PREFIX, in the
+/// order of the rank files (`f*:eemu-adapt` for `f1:eemu-adapt+f2:eemu-adapt+...`). A method whose
+/// full name contains `+` or `*` is still found by that name.
 pub fn find_runs<'a>(all: &'a [MethodRanks], spec: &str) -> Result<Vec<&'a MethodRanks>> {
-    if !spec.contains('+') || all.iter().any(|m| m.name == spec) {
+    if all.iter().any(|m| m.name == spec) || (!spec.contains('+') && !spec.contains('*')) {
         return Ok(vec![find(all, spec)?]);
     }
     let mut runs: Vec<&MethodRanks> = Vec::new();
@@ -417,13 +419,63 @@ pub fn find_runs<'a>(all: &'a [MethodRanks], spec: &str) -> Result<Vec<&'a Metho
         if part.is_empty() {
             bail!("{spec}: empty method name in a list of runs joined with +");
         }
-        let m = find(all, part)?;
-        if runs.iter().any(|r| r.name == m.name) {
-            bail!("{spec} names the run {} twice", m.name);
+        let found = match glob(part)? {
+            Some((prefix, method)) => expand(all, part, prefix, method)?,
+            None => vec![find(all, part)?],
+        };
+        for m in found {
+            if runs.iter().any(|r| r.name == m.name) {
+                bail!("{spec} names the run {} twice", m.name);
+            }
+            runs.push(m);
         }
-        runs.push(m);
     }
     Ok(runs)
+}
+
+/// `PREFIX*:METHOD` as (PREFIX, METHOD); None for a name without `*`.
+fn glob(part: &str) -> Result<Option<(&str, &str)>> {
+    if !part.contains('*') {
+        return Ok(None);
+    }
+    match part.split_once(':') {
+        Some((label, method))
+            if label.ends_with('*')
+                && label.matches('*').count() == 1
+                && !method.is_empty()
+                && !method.contains('*') =>
+        {
+            Ok(Some((&label[..label.len() - 1], method)))
+        }
+        _ => bail!(
+            "{part}: * may only end the label, as in f*:eemu-adapt (the runs of eemu-adapt whose label starts with f)"
+        ),
+    }
+}
+
+/// The label of a run named `LABEL:method`, for that `method`.
+fn label_of<'n>(name: &'n str, method: &str) -> Option<&'n str> {
+    name.strip_suffix(method)?.strip_suffix(':')
+}
+
+/// The runs `PREFIX*:METHOD` stands for, in the order of the rank files; at least one.
+fn expand<'a>(all: &'a [MethodRanks], part: &str, prefix: &str, method: &str) -> Result<Vec<&'a MethodRanks>> {
+    let found: Vec<&MethodRanks> =
+        all.iter().filter(|m| label_of(&m.name, method).is_some_and(|l| l.starts_with(prefix))).collect();
+    if found.is_empty() {
+        bail!(
+            "{part} matches no run (no label starting with {prefix} has a method {method}); the rank files hold: {}",
+            names(all)
+        );
+    }
+    Ok(found)
+}
+
+/// For a name that is one `PREFIX*:METHOD`, what follows PREFIX in each run's label (the seed in
+/// `f1`, `f2`, ...); None for any other name.
+fn glob_suffixes(spec: &str, runs: &[&MethodRanks]) -> Option<Vec<String>> {
+    let (prefix, method) = glob(spec).ok().flatten()?;
+    runs.iter().map(|m| label_of(&m.name, method).map(|l| l[prefix.len()..].to_string())).collect()
 }
 
 /// A side of a comparison: one run of a method, or several pooled.
@@ -431,38 +483,61 @@ pub type Runs<'a> = Vec<&'a MethodRanks>;
 
 /// Which pairs to compare: every method in `methods` (default: all) against every baseline
 /// (default: `retrain` and `mean`, where the files hold them). Each name may pool several runs
-/// (`A+B`, see [`find_runs`]).
+/// (`A+B` or `PREFIX*:METHOD`, see [`find_runs`]). With `paired_runs`, two sides named each by
+/// one `PREFIX*:METHOD` must end their labels alike, run by run (`f1, f2` with `m1, m2`), since
+/// the i-th runs are then drawn together.
 pub fn pairs<'a>(
     all: &'a [MethodRanks],
     methods: &[String],
     baselines: &[String],
+    paired_runs: bool,
 ) -> Result<Vec<(Runs<'a>, Runs<'a>)>> {
-    let bases: Vec<Runs> = if baselines.is_empty() {
-        let found: Vec<Runs> = ["retrain", "mean"].iter().filter_map(|b| find(all, b).ok()).map(|m| vec![m]).collect();
+    let resolve = |specs: &[String]| -> Result<Vec<(Runs<'a>, Option<Vec<String>>)>> {
+        specs
+            .iter()
+            .map(|spec| {
+                let runs = find_runs(all, spec)?;
+                let suffixes = glob_suffixes(spec, &runs);
+                Ok((runs, suffixes))
+            })
+            .collect()
+    };
+    let bases = if baselines.is_empty() {
+        let found: Vec<_> =
+            ["retrain", "mean"].iter().filter_map(|b| find(all, b).ok()).map(|m| (vec![m], None)).collect();
         if found.is_empty() {
             bail!("no retrain or mean among {}; name the baseline with --baseline", names(all));
         }
         found
     } else {
-        baselines.iter().map(|b| find_runs(all, b)).collect::<Result<_>>()?
+        resolve(baselines)?
     };
-    let chosen: Vec<Runs> = if methods.is_empty() {
-        all.iter().map(|m| vec![m]).collect()
-    } else {
-        methods.iter().map(|m| find_runs(all, m)).collect::<Result<_>>()?
-    };
+    let chosen = if methods.is_empty() { all.iter().map(|m| (vec![m], None)).collect() } else { resolve(methods)? };
     // Each unordered pair once: of two baselines that are both among the methods, the later one
     // is compared against the earlier (mean against retrain, not retrain against mean as well).
     // An earlier baseline named in `methods` is still compared with a later baseline that is not.
     let same = |x: &Runs, y: &Runs| pool_name(x) == pool_name(y);
-    let is_chosen = |r: &Runs| chosen.iter().any(|c| same(c, r));
+    let is_chosen = |r: &Runs| chosen.iter().any(|(c, _)| same(c, r));
     let mut out = Vec::new();
-    for (i, b) in bases.iter().enumerate() {
-        for m in &chosen {
-            let reverse_listed = bases[..i].iter().any(|e| same(e, m)) && is_chosen(b);
-            if !same(m, b) && !reverse_listed {
-                out.push((m.clone(), b.clone()));
+    for (i, (b, b_suffixes)) in bases.iter().enumerate() {
+        for (m, m_suffixes) in &chosen {
+            let reverse_listed = bases[..i].iter().any(|(e, _)| same(e, m)) && is_chosen(b);
+            if same(m, b) || reverse_listed {
+                continue;
             }
+            if let (true, Some(ms), Some(bs)) = (paired_runs && m.len() > 1 && b.len() > 1, m_suffixes, b_suffixes) {
+                if ms != bs {
+                    bail!(
+                        "--paired-runs draws the i-th runs of {} and {} together, but their labels end in {} and {}; \
+                         give the runs of one seed the same ending (f1 and m1), or name the runs in order with +",
+                        pool_name(m),
+                        pool_name(b),
+                        ms.join(", "),
+                        bs.join(", ")
+                    );
+                }
+            }
+            out.push((m.clone(), b.clone()));
         }
     }
     if out.is_empty() {
@@ -570,8 +645,10 @@ pub fn run(
     out: Option<&Path>,
 ) -> Result<String> {
     let all = read_all(specs)?;
-    let rows: Vec<Comparison> =
-        pairs(&all, methods, baselines)?.iter().map(|(m, b)| compare_runs(m, b, s)).collect::<Result<_>>()?;
+    let rows: Vec<Comparison> = pairs(&all, methods, baselines, s.paired_runs)?
+        .iter()
+        .map(|(m, b)| compare_runs(m, b, s))
+        .collect::<Result<_>>()?;
     let mut text = table(&rows, s);
     if let Some(path) = out {
         let report = Report {
@@ -682,7 +759,7 @@ mod tests {
     #[test]
     fn baselines_default_to_retrain_and_mean_and_names_resolve_by_suffix() {
         let all = vec![ranks("r:retrain", &[0]), ranks("s:mean", &[0]), ranks("s:eemu", &[0])];
-        let p = pairs(&all, &[], &[]).unwrap();
+        let p = pairs(&all, &[], &[], false).unwrap();
         let names: Vec<(String, String)> = p.iter().map(|(m, b)| (pool_name(m), pool_name(b))).collect();
         assert_eq!(
             names,
@@ -696,7 +773,7 @@ mod tests {
         // methods (here s:eemu with r:retrain), and each pair of listed ones once.
         let methods = ["s:eemu".to_string(), "s:mean".to_string()];
         let baselines = ["s:eemu".to_string(), "s:mean".to_string(), "r:retrain".to_string()];
-        let p = pairs(&all, &methods, &baselines).unwrap();
+        let p = pairs(&all, &methods, &baselines, false).unwrap();
         let names: Vec<(String, String)> = p.iter().map(|(m, b)| (pool_name(m), pool_name(b))).collect();
         let want = [("s:mean", "s:eemu"), ("s:eemu", "r:retrain"), ("s:mean", "r:retrain")];
         assert_eq!(names, want.map(|(m, b)| (m.to_string(), b.to_string())));
@@ -841,7 +918,7 @@ mod tests {
         let all = vec![ranks("s0:mean", &[0, 1]), ranks("s1:mean", &[2, 3]), ranks("s0:eemu", &[0, 1])];
         let runs = find_runs(&all, "s0:mean+s1:mean").unwrap();
         assert_eq!(pool_name(&runs), "s0:mean+s1:mean");
-        let p = pairs(&all, &["s0:eemu".into()], &["s0:mean+s1:mean".into()]).unwrap();
+        let p = pairs(&all, &["s0:eemu".into()], &["s0:mean+s1:mean".into()], false).unwrap();
         assert_eq!(p.len(), 1);
         assert_eq!((pool_name(&p[0].0), p[0].1.len()), ("s0:eemu".to_string(), 2));
         let twice = find_runs(&all, "s0:mean+s0:mean").unwrap_err().to_string();
@@ -853,5 +930,60 @@ mod tests {
         other.ranks.insert("u999".into(), 0);
         let e = compare_runs(&[&all[2]], &[&all[0], &other], &Settings::default()).unwrap_err().to_string();
         assert!(e.contains("s2:mean") && e.contains("do not rank the same users"), "{e}");
+    }
+
+    #[test]
+    fn a_label_prefix_with_a_star_pools_every_matching_run_in_file_order() {
+        let all = vec![
+            ranks("f2:eemu", &[5, 1, 60, 50, 0]),
+            ranks("m2:mean", &[50, 0, 50, 50, 3]),
+            ranks("f1:eemu", &[0, 20, 3, 50, 9]),
+            ranks("m1:mean", &[0, 50, 50, 2, 40]),
+            ranks("g1:eemu", &[0, 0, 0, 0, 0]),
+            ranks("m3:mean", &[1, 1, 90, 90, 90]),
+            ranks("x:odd*name", &[0, 0, 0, 0, 0]),
+        ];
+        let names = |spec: &str| pool_name(&find_runs(&all, spec).unwrap());
+        // The order of the rank files, not of the labels; only labels that start with the prefix.
+        assert_eq!(names("f*:eemu"), "f2:eemu+f1:eemu");
+        assert_eq!(names("*:eemu"), "f2:eemu+f1:eemu+g1:eemu");
+        assert_eq!(names("g1:eemu+f*:eemu"), "g1:eemu+f2:eemu+f1:eemu");
+        assert_eq!(names("x:odd*name"), "x:odd*name", "a full name with * is found as it is");
+        // The same comparison as the runs named one by one.
+        let s = Settings { k: 10, resamples: 500, seed: 7, paired_runs: true };
+        let by_glob = pairs(&all, &["f*:eemu".into()], &["m1:mean+m2:mean".into()], true).unwrap();
+        let by_name = pairs(&all, &["f2:eemu+f1:eemu".into()], &["m1:mean+m2:mean".into()], true).unwrap();
+        assert_eq!(pool_name(&by_glob[0].0), pool_name(&by_name[0].0));
+        assert_eq!(
+            compare_runs(&by_glob[0].0, &by_glob[0].1, &s).unwrap(),
+            compare_runs(&by_name[0].0, &by_name[0].1, &s).unwrap()
+        );
+        for bad in ["f*1:eemu", "f**:eemu", "f*:ee*mu", "f*", "f*:"] {
+            let e = find_runs(&all, bad).unwrap_err().to_string();
+            assert!(e.contains("* may only end the label"), "{bad}: {e}");
+        }
+        let e = find_runs(&all, "h*:eemu").unwrap_err().to_string();
+        assert!(e.contains("h*:eemu matches no run") && e.contains("f2:eemu"), "{e}");
+        assert!(find_runs(&all, "f*:eemu+f1:eemu").unwrap_err().to_string().contains("names the run f1:eemu twice"));
+    }
+
+    #[test]
+    fn paired_runs_refuse_two_star_names_whose_labels_end_differently() {
+        let all = vec![
+            ranks("f1:eemu", &[0, 20, 3]),
+            ranks("f2:eemu", &[5, 1, 60]),
+            ranks("m1:mean", &[0, 50, 50]),
+            ranks("m3:mean", &[1, 1, 90]),
+            ranks("r2:retrain", &[1, 1, 1]),
+            ranks("r1:retrain", &[1, 1, 1]),
+        ];
+        let e = pairs(&all, &["f*:eemu".into()], &["m*:mean".into()], true).unwrap_err().to_string();
+        assert!(e.contains("--paired-runs") && e.contains("end in 1, 2 and 1, 3"), "{e}");
+        // Labels that end alike but come in another order are refused too: positions pair runs.
+        let e = pairs(&all, &["f*:eemu".into()], &["r*:retrain".into()], true).unwrap_err().to_string();
+        assert!(e.contains("end in 1, 2 and 2, 1"), "{e}");
+        // Drawn apart, nothing is paired, and runs named one by one are taken as named.
+        assert_eq!(pairs(&all, &["f*:eemu".into()], &["m*:mean".into()], false).unwrap().len(), 1);
+        assert_eq!(pairs(&all, &["f*:eemu".into()], &["m1:mean+m3:mean".into()], true).unwrap().len(), 1);
     }
 }
