@@ -419,7 +419,8 @@ pub fn find_runs<'a>(all: &'a [MethodRanks], spec: &str) -> Result<Vec<&'a Metho
         if part.is_empty() {
             bail!("{spec}: empty method name in a list of runs joined with +");
         }
-        let found = match glob(part)? {
+        let exact = all.iter().any(|m| m.name == part);
+        let found = match if exact { None } else { glob(part)? } {
             Some((prefix, method)) => expand(all, part, prefix, method)?,
             None => vec![find(all, part)?],
         };
@@ -949,6 +950,7 @@ mod tests {
         assert_eq!(names("*:eemu"), "f2:eemu+f1:eemu+g1:eemu");
         assert_eq!(names("g1:eemu+f*:eemu"), "g1:eemu+f2:eemu+f1:eemu");
         assert_eq!(names("x:odd*name"), "x:odd*name", "a full name with * is found as it is");
+        assert_eq!(names("g1:eemu+x:odd*name"), "g1:eemu+x:odd*name");
         // The same comparison as the runs named one by one.
         let s = Settings { k: 10, resamples: 500, seed: 7, paired_runs: true };
         let by_glob = pairs(&all, &["f*:eemu".into()], &["m1:mean+m2:mean".into()], true).unwrap();
