@@ -8,6 +8,8 @@
 //! - `mean`: the store's S shards, plain training, mean of the shard scores;
 //! - `eemu`: the store's S shards with the configured algorithm, mean of the shard scores;
 //! - `eemu-adapt`: the `eemu` models with per-user adaptation at inference (paper Algorithm 2);
+//! - `mean-adapt`: the `mean` models with the same per-user adaptation, a control that tells the
+//!   adaptation's gain apart from the meta-training's (not in the paper);
 //! - `eemu-batch-K`: the `eemu` models in batch mode with K consensus clusters (Algorithm 3).
 //!
 //! The epoch of every method is chosen on the validation item (ensemble HR@10), never on the
@@ -282,10 +284,11 @@ impl AdaptSetting {
         }
     }
 
-    /// The row name of this setting when it is one candidate of a grid; the temperature, set
-    /// size and scope are named only where they differ from the config's `c`.
-    pub fn method_name(&self, c: &AdaptConfig) -> String {
-        let mut name = format!("eemu-adapt(lr={},steps={}", self.learning_rate, self.steps);
+    /// The row name of this setting when it is one candidate of a grid of `method` (`eemu-adapt`
+    /// or `mean-adapt`); the temperature, set size and scope are named only where they differ
+    /// from the config's `c`.
+    pub fn method_name(&self, method: &str, c: &AdaptConfig) -> String {
+        let mut name = format!("{method}(lr={},steps={}", self.learning_rate, self.steps);
         if self.temperature.to_bits() != c.temperature.to_bits() {
             name.push_str(&format!(",T={}", self.temperature));
         }
@@ -494,7 +497,7 @@ pub fn evaluate(p: &Prepared, t: &Targets, o: &EvalOptions) -> Result<Vec<Method
     if want("retrain") {
         add("retrain", Algorithm::Standard, true);
     }
-    if want("mean") {
+    if want("mean") || want("mean-adapt") {
         add("mean", Algorithm::Standard, false);
     }
     if want("eemu") || want("eemu-adapt") || want("eemu-batch") {
@@ -513,6 +516,16 @@ pub fn evaluate(p: &Prepared, t: &Targets, o: &EvalOptions) -> Result<Vec<Method
     for method in &trained {
         let name = method.name;
         let (r, mut models) = run_method(method, p, t, o, &pool)?;
+        if name == "mean" {
+            if want("mean") {
+                results.push(r.clone());
+            }
+            if want("mean-adapt") {
+                let (found, _) = adapt_grid(p, t, o, &method.identity, models, &pool)?;
+                results.extend(adapt_rows(&r, "mean-adapt", found, &p.config.adapt));
+            }
+            continue;
+        }
         if name != "eemu" {
             results.push(r);
             continue;
@@ -523,7 +536,7 @@ pub fn evaluate(p: &Prepared, t: &Targets, o: &EvalOptions) -> Result<Vec<Method
         if want("eemu-adapt") {
             let (found, back) = adapt_grid(p, t, o, &method.identity, models, &pool)?;
             models = back;
-            results.extend(adapt_rows(&r, found, &p.config.adapt));
+            results.extend(adapt_rows(&r, "eemu-adapt", found, &p.config.adapt));
         }
         if want("eemu-batch") {
             for &k in &o.batch_clusters {
@@ -666,13 +679,14 @@ fn adapt_grid(
     Ok((found, models))
 }
 
-/// The `eemu-adapt` rows: the setting with the best validation HR@10 (the first in grid order on a
-/// tie), then, when the grid has more than one setting, every setting as a candidate row.
-fn adapt_rows(base: &MethodResult, found: Vec<AdaptRanks>, c: &AdaptConfig) -> Vec<MethodResult> {
+/// The `method` rows (`eemu-adapt` or `mean-adapt`): the setting with the best validation HR@10
+/// (the first in grid order on a tie), then, when the grid has more than one setting, every
+/// setting as a candidate row.
+fn adapt_rows(base: &MethodResult, method: &str, found: Vec<AdaptRanks>, c: &AdaptConfig) -> Vec<MethodResult> {
     let hr10: Vec<f64> = found.iter().map(|f| Metrics::from_ranks(&f.valid).hr10).collect();
     let best = (0..found.len()).fold(0, |b, i| if hr10[i] > hr10[b] { i } else { b });
     let row = |f: &AdaptRanks, candidate: bool| {
-        let name = if candidate { f.setting.method_name(c) } else { "eemu-adapt".into() };
+        let name = if candidate { f.setting.method_name(method, c) } else { method.into() };
         let mut r = derived(base, name, f.valid.clone(), f.test.clone(), f.seconds);
         r.adaptation = Some(f.setting);
         r.candidate = candidate;
@@ -830,8 +844,10 @@ pub fn table(results: &[MethodResult]) -> String {
         "(metrics x 100 ± standard error over {} users; epoch chosen on validation HR@10)\n",
         results.first().map_or(0, |r| r.test.users)
     ));
-    let candidates = results.iter().filter(|r| r.candidate).count();
-    if let Some(a) = results.iter().find(|r| r.method == "eemu-adapt").and_then(|r| r.adaptation) {
+    for method in ["eemu-adapt", "mean-adapt"] {
+        let Some(a) = results.iter().find(|r| r.method == method).and_then(|r| r.adaptation) else { continue };
+        let prefix = format!("{method}(");
+        let candidates = results.iter().filter(|r| r.candidate && r.method.starts_with(&prefix)).count();
         let how = if candidates > 1 {
             format!("chosen on validation HR@10 among {candidates} settings")
         } else {
@@ -839,7 +855,7 @@ pub fn table(results: &[MethodResult]) -> String {
             "the one setting tried".to_string()
         };
         s.push_str(&format!(
-            "(eemu-adapt: adaptation lr={}, steps={}, T={}, set={}, scope={}, {how})\n",
+            "({method}: adaptation lr={}, steps={}, T={}, set={}, scope={}, {how})\n",
             a.learning_rate,
             a.steps,
             a.temperature,
@@ -940,21 +956,28 @@ mod tests {
     fn adapt_row_names_give_the_sampling_only_where_it_is_not_the_configs() {
         let c = AdaptConfig { learning_rate: 2e-4, steps: 1, temperature: 0.01, set_size: 7, scope: AdaptScope::All };
         let s = AdaptSetting { learning_rate: 1e-4, steps: 3, temperature: 0.01, set_size: 7, scope: AdaptScope::All };
-        assert_eq!(s.method_name(&c), "eemu-adapt(lr=0.0001,steps=3)");
-        assert_eq!(AdaptSetting { temperature: 1.0, ..s }.method_name(&c), "eemu-adapt(lr=0.0001,steps=3,T=1)");
-        assert_eq!(AdaptSetting { set_size: 21, ..s }.method_name(&c), "eemu-adapt(lr=0.0001,steps=3,set=21)");
+        assert_eq!(s.method_name("eemu-adapt", &c), "eemu-adapt(lr=0.0001,steps=3)");
+        assert_eq!(s.method_name("mean-adapt", &c), "mean-adapt(lr=0.0001,steps=3)");
         assert_eq!(
-            AdaptSetting { temperature: 100.0, set_size: 21, ..s }.method_name(&c),
+            AdaptSetting { temperature: 1.0, ..s }.method_name("eemu-adapt", &c),
+            "eemu-adapt(lr=0.0001,steps=3,T=1)"
+        );
+        assert_eq!(
+            AdaptSetting { set_size: 21, ..s }.method_name("eemu-adapt", &c),
+            "eemu-adapt(lr=0.0001,steps=3,set=21)"
+        );
+        assert_eq!(
+            AdaptSetting { temperature: 100.0, set_size: 21, ..s }.method_name("eemu-adapt", &c),
             "eemu-adapt(lr=0.0001,steps=3,T=100,set=21)"
         );
         let user = AdaptSetting { scope: AdaptScope::User, ..s };
-        assert_eq!(user.method_name(&c), "eemu-adapt(lr=0.0001,steps=3,scope=user)");
+        assert_eq!(user.method_name("eemu-adapt", &c), "eemu-adapt(lr=0.0001,steps=3,scope=user)");
         assert_eq!(
-            user.method_name(&AdaptConfig { scope: AdaptScope::User, ..c.clone() }),
+            user.method_name("eemu-adapt", &AdaptConfig { scope: AdaptScope::User, ..c.clone() }),
             "eemu-adapt(lr=0.0001,steps=3)"
         );
         assert_eq!(
-            s.method_name(&AdaptConfig { scope: AdaptScope::User, ..c }),
+            s.method_name("eemu-adapt", &AdaptConfig { scope: AdaptScope::User, ..c }),
             "eemu-adapt(lr=0.0001,steps=3,scope=all)"
         );
     }

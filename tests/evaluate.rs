@@ -474,3 +474,58 @@ fn popularity_ranks_the_unseen_items_by_training_degree() {
     let line = text.lines().find(|l| l.starts_with("popularity")).expect("a popularity row");
     assert_eq!(line.split_whitespace().take(4).collect::<Vec<_>>(), ["popularity", "1", "-", "-"], "{text}");
 }
+
+/// `mean-adapt` adapts Mean's models as `eemu-adapt` adapts the `eemu` models: with the algorithm
+/// set to `standard` both methods train the same models, so each adaptation setting gives the same
+/// ranks on both. Its cache, `DIR/mean-adapt.json`, sits beside `eemu-adapt.json`, not over it,
+/// and `mean-adapt` alone reads Mean's checkpoint.
+#[test]
+fn mean_adapt_adapts_means_models_as_eemu_adapt_adapts_eemus() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prepared, t, checkpoints) =
+        checkpointed_with(dir.path(), 37, 2, |c| c.train.algorithm = eemu::config::Algorithm::Standard);
+    let grid = vec![setting(3e-2, 1), setting(3e-2, 3)];
+    let run = |methods: &[&str]| {
+        let options = EvalOptions {
+            adapt_grid: grid.clone(),
+            checkpoint_dir: Some(checkpoints.clone()),
+            ..cpu_options(2, methods)
+        };
+        evaluate(&prepared, &t, &options).unwrap()
+    };
+    let rows = run(&["mean", "mean-adapt", "eemu", "eemu-adapt"]);
+    let names: Vec<&str> = rows.iter().map(|r| r.method.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "mean",
+            "mean-adapt",
+            "mean-adapt(lr=0.03,steps=1)",
+            "mean-adapt(lr=0.03,steps=3)",
+            "eemu",
+            "eemu-adapt",
+            "eemu-adapt(lr=0.03,steps=1)",
+            "eemu-adapt(lr=0.03,steps=3)"
+        ]
+    );
+    let row = |name: &str| rows.iter().find(|r| r.method == name).unwrap();
+    assert_eq!(row("mean").test_ranks, row("eemu").test_ranks, "standard training should give Mean's models");
+    for suffix in ["", "(lr=0.03,steps=1)", "(lr=0.03,steps=3)"] {
+        let (m, e) = (row(&format!("mean-adapt{suffix}")), row(&format!("eemu-adapt{suffix}")));
+        assert_eq!((m.validation, m.test), (e.validation, e.test), "mean-adapt{suffix}");
+        assert_eq!(m.test_ranks, e.test_ranks, "mean-adapt{suffix}");
+        assert_eq!((m.shards, m.algorithm, m.epoch), (row("mean").shards, row("mean").algorithm, row("mean").epoch));
+    }
+    assert_ne!(row("mean-adapt(lr=0.03,steps=3)").test_ranks, row("mean").test_ranks, "the adaptation moved nothing");
+    assert!(checkpoints.join("mean-adapt.json").is_file() && checkpoints.join("eemu-adapt.json").is_file());
+    let text = table(&rows);
+    assert!(
+        text.contains("(mean-adapt: adaptation lr=0.03") && text.contains("(eemu-adapt: adaptation lr=0.03"),
+        "{text}"
+    );
+    // Alone, mean-adapt trains (here: reads) Mean's models and lists no mean row.
+    let alone = run(&["mean-adapt"]);
+    assert_eq!(alone[0].method, "mean-adapt");
+    assert!(alone.iter().all(|r| r.method.starts_with("mean-adapt")), "{:?}", alone.iter().map(|r| &r.method));
+    assert_eq!(alone[0].test_ranks, row("mean-adapt").test_ranks);
+}

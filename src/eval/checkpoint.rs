@@ -11,8 +11,9 @@
 //! checkpoint written before the CPU was recorded is resumed with a warning.
 //!
 //! The per-user adaptation grid of the chosen `eemu` models is kept beside them, in
-//! `DIR/eemu-adapt.json` (see [`AdaptCache`]): a resumed run whose chosen epoch did not move
-//! reads each setting's ranks back instead of adapting every user again.
+//! `DIR/eemu-adapt.json` (see [`AdaptCache`]), and that of the `mean` models (`mean-adapt`) in
+//! `DIR/mean-adapt.json`: a resumed run whose chosen epoch did not move reads each setting's ranks
+//! back instead of adapting every user again.
 //!
 //! The eemu build is not part of a checkpoint's identity: after a change to the training code,
 //! start over with another folder.
@@ -325,9 +326,19 @@ struct AdaptFile {
 }
 
 impl AdaptCache {
+    /// The file of the `eemu` models' cache; the `mean` models' is `mean-adapt.json`.
     pub const FILE: &'static str = "eemu-adapt.json";
 
-    /// The cache in `dir` for the `eemu` models of identity `id` with chosen weights `models`
+    /// The file in `dir` that holds the cache of the adapted method `id.method` (`eemu` or `mean`).
+    fn file(dir: &Path, id: &Identity) -> PathBuf {
+        if id.method == "eemu" {
+            dir.join(Self::FILE)
+        } else {
+            dir.join(format!("{}-adapt.json", id.method))
+        }
+    }
+
+    /// The cache in `dir` for the models of identity `id` (`eemu`, or `mean` for `mean-adapt`) with chosen weights `models`
     /// (one flat vector per shard), under the config's adaptation settings `c`. Empty when there
     /// is no file or it belongs to other models; a file that cannot be read is reported and
     /// replaced (it only saves time).
@@ -344,7 +355,7 @@ impl AdaptCache {
             h.update(values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
         }
         let key = crate::config::hex(&h.finalize());
-        let path = dir.join(Self::FILE);
+        let path = Self::file(dir, id);
         let mut entries = Vec::new();
         if path.exists() {
             let read = std::fs::read(&path)

@@ -214,7 +214,9 @@ pub struct EvaluateArgs {
     pub eval_every: usize,
     /// Methods, comma-separated: popularity (items by training degree, no model: the floor),
     /// retrain, mean, eemu, eemu-adapt (per-user adaptation), eemu-batch (batch mode with each of
-    /// --batch-clusters).
+    /// --batch-clusters), and mean-adapt (not run by default: Mean's models with the same per-user
+    /// adaptation settings as eemu-adapt, a control for what the adaptation gives without
+    /// meta-training; it reads Mean's checkpoint where there is one).
     #[arg(long, value_delimiter = ',', default_value = "popularity,retrain,mean,eemu,eemu-adapt,eemu-batch")]
     pub methods: Vec<String>,
     /// Consensus cluster counts K of eemu-batch (batch mode, paper Algorithm 3), comma-separated
@@ -269,7 +271,8 @@ pub struct EvaluateArgs {
     /// goes on from there, for as many --epochs as it asks (on
     /// the CPU with the numbers an uninterrupted run gives). For long runs that may be stopped,
     /// and for extending a finished run. DIR/eemu-adapt.json keeps the ranks of each per-user
-    /// adaptation setting of the chosen eemu models, read back while they stay chosen. The files
+    /// adaptation setting of the chosen eemu models, read back while they stay chosen
+    /// (DIR/mean-adapt.json those of mean-adapt). The files
     /// hold models trained on the data and are not part of the store: `eemu forget` leaves them,
     /// so delete the folder after a deletion.
     #[arg(long, value_name = "DIR")]
