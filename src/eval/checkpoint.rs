@@ -338,10 +338,10 @@ impl AdaptCache {
         }
     }
 
-    /// The cache in `dir` for the models of identity `id` (`eemu`, or `mean` for `mean-adapt`) with chosen weights `models`
-    /// (one flat vector per shard), under the config's adaptation settings `c`. Empty when there
-    /// is no file or it belongs to other models; a file that cannot be read is reported and
-    /// replaced (it only saves time).
+    /// The cache in `dir` for the models of identity `id` (`eemu`, or `mean` for `mean-adapt`)
+    /// with chosen weights `models` (one flat vector per shard), under the config's adaptation
+    /// settings `c`. Empty when there is no file or it belongs to other models; a file that
+    /// cannot be read is reported and replaced (it only saves time).
     pub fn open(dir: &Path, id: &Identity, models: &[&Tensor], c: &AdaptConfig) -> Result<AdaptCache> {
         let mut h = Sha256::new();
         h.update(b"eemu-adaptation-cache-v1");
