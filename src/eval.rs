@@ -516,29 +516,21 @@ pub fn evaluate(p: &Prepared, t: &Targets, o: &EvalOptions) -> Result<Vec<Method
     for method in &trained {
         let name = method.name;
         let (r, mut models) = run_method(method, p, t, o, &pool)?;
-        if name == "mean" {
-            if want("mean") {
-                results.push(r.clone());
-            }
-            if want("mean-adapt") {
-                let (found, _) = adapt_grid(p, t, o, &method.identity, models, &pool)?;
-                results.extend(adapt_rows(&r, "mean-adapt", found, &p.config.adapt));
-            }
-            continue;
-        }
-        if name != "eemu" {
-            results.push(r);
-            continue;
-        }
-        if want("eemu") {
+        // `mean` and `eemu` are trained for their derived methods too; their own row only when asked.
+        if want(name) {
             results.push(r.clone());
         }
-        if want("eemu-adapt") {
+        let adapted = match name {
+            "mean" => Some("mean-adapt"),
+            "eemu" => Some("eemu-adapt"),
+            _ => None,
+        };
+        if let Some(adapted) = adapted.filter(|a| want(a)) {
             let (found, back) = adapt_grid(p, t, o, &method.identity, models, &pool)?;
             models = back;
-            results.extend(adapt_rows(&r, "eemu-adapt", found, &p.config.adapt));
+            results.extend(adapt_rows(&r, adapted, found, &p.config.adapt));
         }
-        if want("eemu-batch") {
+        if name == "eemu" && want("eemu-batch") {
             for &k in &o.batch_clusters {
                 let start = Instant::now();
                 let (vr, tr) = batch_ranks(p, t, &models, k)?;
