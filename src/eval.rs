@@ -422,9 +422,21 @@ fn run_method(
         state = pool.install(|| {
             state
                 .into_par_iter()
-                .map(|(d, mut m, mut a)| {
+                .enumerate()
+                .map(|(shard, (d, mut m, mut a))| {
                     for e in first..first + block {
-                        train_epoch(&mut m, &d, &train_cfg, &mut a, config.seed, e);
+                        // A line per shard and epoch, as `eemu train` writes: a batch log shows a
+                        // long run moving between its evaluations.
+                        let epoch_start = Instant::now();
+                        let loss = train_epoch(&mut m, &d, &train_cfg, &mut a, config.seed, e);
+                        info!(
+                            method = name,
+                            shard,
+                            epoch = e,
+                            loss = format!("{loss:.4}"),
+                            seconds = format!("{:.1}", epoch_start.elapsed().as_secs_f64()),
+                            "trained"
+                        );
                     }
                     (d, m, a)
                 })

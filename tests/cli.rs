@@ -283,6 +283,18 @@ fn evaluate_on_a_supplied_split_ranks_test_only_items_and_checks_columns() {
         );
         assert!(line.contains(&expect), "{line} lacks {expect}");
     }
+    // Each shard's epochs are logged as they finish (1 epoch; RETRAIN has 1 shard, the others 2).
+    for (method, shards) in [("retrain", 1), ("mean", 2), ("eemu", 2)] {
+        let trained = |l: &&str| l.contains(" trained ") && l.contains(&format!("method=\"{method}\""));
+        let lines: Vec<&str> = err.lines().filter(trained).collect();
+        assert_eq!(lines.len(), shards, "{method}: one trained line per shard and epoch:\n{err}");
+        for shard in 0..shards {
+            assert!(
+                lines.iter().any(|l| l.contains(&format!("shard={shard} epoch=1 loss="))),
+                "{method}: no line for shard {shard}:\n{err}"
+            );
+        }
+    }
     let file = std::fs::File::open(d.join("ranks.parquet")).unwrap();
     let batches: Vec<RecordBatch> = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .unwrap()
