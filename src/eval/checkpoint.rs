@@ -326,16 +326,10 @@ struct AdaptFile {
 }
 
 impl AdaptCache {
-    /// The file of the `eemu` models' cache; the `mean` models' is `mean-adapt.json`.
-    pub const FILE: &'static str = "eemu-adapt.json";
-
-    /// The file in `dir` that holds the cache of the adapted method `id.method` (`eemu` or `mean`).
+    /// The file in `dir` that holds the cache of the models of `id.method`: `eemu-adapt.json` for
+    /// `eemu`, `mean-adapt.json` for `mean`.
     fn file(dir: &Path, id: &Identity) -> PathBuf {
-        if id.method == "eemu" {
-            dir.join(Self::FILE)
-        } else {
-            dir.join(format!("{}-adapt.json", id.method))
-        }
+        dir.join(format!("{}-adapt.json", id.method))
     }
 
     /// The cache in `dir` for the models of identity `id` (`eemu`, or `mean` for `mean-adapt`)
