@@ -428,7 +428,7 @@ fn forget_command(cli: &Cli, args: &ForgetArgs) -> Result<String> {
 }
 
 fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
-    const METHODS: [&str; 7] = ["popularity", "retrain", "mean", "mean-adapt", "eemu", "eemu-adapt", "eemu-batch"];
+    use crate::eval::METHODS;
     if let Some(bad) = args.methods.iter().find(|m| !METHODS.contains(&m.as_str())) {
         bail!("--methods: unknown method {bad:?} (known: {})", METHODS.join(", "));
     }

@@ -302,6 +302,18 @@ impl AdaptSetting {
     }
 }
 
+/// Every method `eemu evaluate` knows, in the order the table lists them.
+pub const METHODS: [&str; 7] = ["popularity", "retrain", "mean", "mean-adapt", "eemu", "eemu-adapt", "eemu-batch"];
+
+/// Each trained method whose models the per-user adaptation is run on, with the name of its
+/// adapted row (in the order the table's settings lines are written).
+const ADAPTED: [(&str, &str); 2] = [("eemu", "eemu-adapt"), ("mean", "mean-adapt")];
+
+/// The adapted row of trained method `name`, if it has one.
+fn adapted_of(name: &str) -> Option<&'static str> {
+    ADAPTED.iter().find(|(m, _)| *m == name).map(|&(_, a)| a)
+}
+
 /// Settings of an evaluation run.
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
@@ -509,10 +521,12 @@ pub fn evaluate(p: &Prepared, t: &Targets, o: &EvalOptions) -> Result<Vec<Method
     if want("retrain") {
         add("retrain", Algorithm::Standard, true);
     }
-    if want("mean") || want("mean-adapt") {
+    // A trained method runs when its own row or one derived from its models is asked for.
+    let wanted = |m: &str| want(m) || adapted_of(m).is_some_and(want);
+    if wanted("mean") {
         add("mean", Algorithm::Standard, false);
     }
-    if want("eemu") || want("eemu-adapt") || want("eemu-batch") {
+    if wanted("eemu") || want("eemu-batch") {
         add("eemu", p.config.train.algorithm, false);
     }
     if let Some(dir) = &o.checkpoint_dir {
@@ -532,12 +546,7 @@ pub fn evaluate(p: &Prepared, t: &Targets, o: &EvalOptions) -> Result<Vec<Method
         if want(name) {
             results.push(r.clone());
         }
-        let adapted = match name {
-            "mean" => Some("mean-adapt"),
-            "eemu" => Some("eemu-adapt"),
-            _ => None,
-        };
-        if let Some(adapted) = adapted.filter(|a| want(a)) {
+        if let Some(adapted) = adapted_of(name).filter(|a| want(a)) {
             let (found, back) = adapt_grid(p, t, o, &method.identity, models, &pool)?;
             models = back;
             results.extend(adapt_rows(&r, adapted, found, &p.config.adapt));
@@ -848,7 +857,7 @@ pub fn table(results: &[MethodResult]) -> String {
         "(metrics x 100 ± standard error over {} users; epoch chosen on validation HR@10)\n",
         results.first().map_or(0, |r| r.test.users)
     ));
-    for method in ["eemu-adapt", "mean-adapt"] {
+    for (_, method) in ADAPTED {
         let Some(a) = results.iter().find(|r| r.method == method).and_then(|r| r.adaptation) else { continue };
         let prefix = format!("{method}(");
         let candidates = results.iter().filter(|r| r.candidate && r.method.starts_with(&prefix)).count();
@@ -873,6 +882,17 @@ pub fn table(results: &[MethodResult]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_adapted_row_pairs_two_known_methods() {
+        assert_eq!(adapted_of("mean"), Some("mean-adapt"));
+        assert_eq!(adapted_of("eemu"), Some("eemu-adapt"));
+        assert_eq!(adapted_of("retrain"), None);
+        for (trained, adapted) in ADAPTED {
+            assert!(METHODS.contains(&trained) && METHODS.contains(&adapted), "{trained} -> {adapted}");
+            assert_eq!(adapted, format!("{trained}-adapt"));
+        }
+    }
 
     #[test]
     fn rank_skips_masked_items_and_breaks_ties_by_item_order() {
