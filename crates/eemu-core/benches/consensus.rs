@@ -9,10 +9,7 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use eemu_core::cluster::{adjusted_rand_index, consensus, ConsensusMethod, KMeansSettings, ShardLabels};
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use eemu_core::cluster::{adjusted_rand_index, consensus, planted_labels, ConsensusMethod, KMeansSettings};
 
 /// What was asked on the command line.
 struct Args {
@@ -50,33 +47,6 @@ fn parse_args() -> Result<Args> {
     Ok(args)
 }
 
-/// Per-shard labels: every user has a planted group (k groups); per shard the groups map to the
-/// clusters by a random permutation, 20% of labels are random instead, 10% of users are missing.
-fn synthetic(users: usize, shards: usize, k: usize, seed: u64) -> (Vec<ShardLabels>, Vec<u32>) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let truth: Vec<u32> = (0..users).map(|_| rng.gen_range(0..k as u32)).collect();
-    let shards = (0..shards)
-        .map(|_| {
-            let mut map: Vec<u32> = (0..k as u32).collect();
-            map.shuffle(&mut rng);
-            let labels = truth
-                .iter()
-                .map(|&g| {
-                    if rng.gen_bool(0.1) {
-                        None
-                    } else if rng.gen_bool(0.2) {
-                        Some(rng.gen_range(0..k as u32))
-                    } else {
-                        Some(map[g as usize])
-                    }
-                })
-                .collect();
-            ShardLabels { labels, clusters: k }
-        })
-        .collect();
-    (shards, truth)
-}
-
 /// FNV-1a hash of the labels (None as u32::MAX), to compare the labels of separate runs.
 fn labels_hash(labels: &[Option<u32>]) -> u64 {
     labels
@@ -104,7 +74,8 @@ fn main() -> Result<()> {
         ConsensusMethod::Dense => "dense",
         ConsensusMethod::Factorized => "factorized",
     };
-    let (shards, truth) = synthetic(args.users, args.shards, args.k, args.seed);
+    // k planted groups; per shard 20% of labels random and 10% of users missing.
+    let (shards, truth) = planted_labels(args.users, args.shards, args.k, args.k, 0.2, 0.1, args.seed);
     println!("before consensus: peak_rss_mb={:.0}", peak_rss_mb()?);
     let settings =
         KMeansSettings { clusters: args.k, runs: args.runs, max_iterations: 100, tolerance: 1e-4, seed: args.seed };

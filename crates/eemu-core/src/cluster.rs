@@ -15,7 +15,8 @@ use linfa::traits::{Fit, Predict};
 use linfa::DatasetBase;
 use linfa_clustering::{KMeans, KMeansInit};
 use ndarray::{Array2, ArrayView2, Axis};
-use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
@@ -327,6 +328,44 @@ pub fn adjusted_rand_index(a: &[u32], b: &[u32]) -> f64 {
     (index - expected) / (max - expected)
 }
 
+/// Labels of `users` users in `shards` shards: a planted group per user, mapped to a random
+/// cluster per (shard, group); with probability `noise` a random cluster instead, with
+/// probability `missing` no label. Returns the shards and the planted groups. Synthetic data
+/// for the tests and `benches/consensus.rs`: a consensus should recover the groups.
+#[doc(hidden)]
+pub fn planted_labels(
+    users: usize,
+    shards: usize,
+    k: usize,
+    groups: usize,
+    noise: f64,
+    missing: f64,
+    seed: u64,
+) -> (Vec<ShardLabels>, Vec<u32>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let truth: Vec<u32> = (0..users).map(|_| rng.gen_range(0..groups as u32)).collect();
+    let out = (0..shards)
+        .map(|_| {
+            let mut map: Vec<u32> = (0..k as u32).collect();
+            map.shuffle(&mut rng);
+            let labels = truth
+                .iter()
+                .map(|&g| {
+                    if rng.gen_bool(missing) {
+                        None
+                    } else if rng.gen_bool(noise) {
+                        Some(rng.gen_range(0..k as u32))
+                    } else {
+                        Some(map[g as usize])
+                    }
+                })
+                .collect();
+            ShardLabels { labels, clusters: k }
+        })
+        .collect();
+    (out, truth)
+}
+
 /// Writes a shard's cached labels: Parquet with columns `user` (internal id, ascending) and
 /// `label`, atomically.
 pub fn write_labels_file(path: &std::path::Path, users: &[u32], labels: &[u32]) -> Result<()> {
@@ -368,7 +407,6 @@ pub fn read_labels_file(path: &std::path::Path) -> Result<(Vec<u32>, Vec<u32>)> 
 mod tests {
     use super::*;
     use ndarray::{array, Array2};
-    use rand::Rng;
 
     fn settings(clusters: usize) -> KMeansSettings {
         KMeansSettings { clusters, runs: 10, max_iterations: 300, tolerance: 1e-6, seed: 11 }
@@ -378,49 +416,13 @@ mod tests {
         raw.iter().map(|&l| u32::try_from(l).ok()).collect()
     }
 
-    /// Labels of `users` users in `shards` shards: a planted group per user, mapped to a random
-    /// cluster per (shard, group); with probability `noise` a random cluster instead, with
-    /// probability `missing` no label. Returns the shards and the planted groups.
-    fn planted(
-        users: usize,
-        shards: usize,
-        k: usize,
-        groups: usize,
-        noise: f64,
-        missing: f64,
-        seed: u64,
-    ) -> (Vec<ShardLabels>, Vec<u32>) {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let truth: Vec<u32> = (0..users).map(|_| rng.gen_range(0..groups as u32)).collect();
-        let out = (0..shards)
-            .map(|_| {
-                let mut map: Vec<u32> = (0..k as u32).collect();
-                rand::seq::SliceRandom::shuffle(map.as_mut_slice(), &mut rng);
-                let labels = truth
-                    .iter()
-                    .map(|&g| {
-                        if rng.gen_bool(missing) {
-                            None
-                        } else if rng.gen_bool(noise) {
-                            Some(rng.gen_range(0..k as u32))
-                        } else {
-                            Some(map[g as usize])
-                        }
-                    })
-                    .collect();
-                ShardLabels { labels, clusters: k }
-            })
-            .collect();
-        (out, truth)
-    }
-
     fn squared_distance(a: ndarray::ArrayView1<f64>, b: ndarray::ArrayView1<f64>) -> f64 {
         a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
     }
 
     #[test]
     fn factorized_distances_equal_coassociation_row_distances() {
-        let (shards, _) = planted(60, 4, 5, 3, 0.4, 0.2, 1);
+        let (shards, _) = planted_labels(60, 4, 5, 3, 0.4, 0.2, 1);
         // Include users missing from some (possibly all but one) shards.
         assert!(shards.iter().any(|s| s.labels.iter().any(Option::is_none)));
         let users: Vec<usize> = (0..60).collect();
@@ -461,7 +463,7 @@ mod tests {
 
     #[test]
     fn dense_and_factorized_consensus_give_the_same_partition() {
-        let (shards, truth) = planted(400, 8, 6, 5, 0.3, 0.15, 3);
+        let (shards, truth) = planted_labels(400, 8, 6, 5, 0.3, 0.15, 3);
         let s = settings(5);
         let dense = consensus(&shards, &s, ConsensusMethod::Dense).expect("dense consensus");
         let factorized = consensus(&shards, &s, ConsensusMethod::Factorized).expect("factorized consensus");
