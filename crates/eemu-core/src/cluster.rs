@@ -330,8 +330,9 @@ pub fn adjusted_rand_index(a: &[u32], b: &[u32]) -> f64 {
 
 /// Labels of `users` users in `shards` shards: a planted group per user, mapped to a random
 /// cluster per (shard, group); with probability `noise` a random cluster instead, with
-/// probability `missing` no label. Returns the shards and the planted groups. Synthetic data
-/// for the tests and `benches/consensus.rs`: a consensus should recover the groups.
+/// probability `missing` no label; `groups` at most `k`. Returns the shards and the planted
+/// groups. Synthetic data for the tests and `benches/consensus.rs`: a consensus should recover
+/// the groups.
 #[doc(hidden)]
 pub fn planted_labels(
     users: usize,
@@ -342,6 +343,7 @@ pub fn planted_labels(
     missing: f64,
     seed: u64,
 ) -> (Vec<ShardLabels>, Vec<u32>) {
+    assert!(groups <= k, "{groups} planted groups cannot map onto {k} clusters");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let truth: Vec<u32> = (0..users).map(|_| rng.gen_range(0..groups as u32)).collect();
     let out = (0..shards)
