@@ -194,10 +194,26 @@ impl Adam {
         let sqrt_bc2 = bc2.sqrt() as f32;
         for i in 0..n {
             let gi = g[i];
-            m[i] = b1 * m[i] + (1.0 - b1) * gi;
-            v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+            m[i] = flush_subnormal(b1 * m[i] + (1.0 - b1) * gi);
+            v[i] = flush_subnormal(b2 * v[i] + (1.0 - b2) * gi * gi);
             p[i] -= step * m[i] / (v[i].sqrt() / sqrt_bc2 + 1e-8);
         }
+    }
+}
+
+/// `x`, or zero where `x` is subnormal. Dense Adam decays the moments of every parameter whose
+/// gradient is zero (the embedding rows of the items and users a step does not touch) towards
+/// zero, but under round-to-nearest `0.9 * m` never gets there: a few ulps above zero it rounds
+/// back to itself. Left alone, a third of the first moments ends up subnormal for good in a long
+/// meta-training run, and x86 cores take a slow path on every operation with a subnormal operand
+/// (docs/benchmarks.md, "Subnormal Adam moments"). A subnormal moment moves its parameter by less than 1e-29, below half an ulp of any weight
+/// that is not itself within 1e-22 of zero, so flushing leaves the weights' bytes unchanged.
+#[inline]
+fn flush_subnormal(x: f32) -> f32 {
+    if x.abs() < f32::MIN_POSITIVE {
+        0.0
+    } else {
+        x
     }
 }
 
@@ -599,6 +615,53 @@ mod tests {
         // max(0, 1 - 1.5) = 0 and max(0, 1 + 0.5) = 1.5: mean 0.75.
         assert!((hinge(&pos, &neg, 1.0).double_value(&[]) - 0.75).abs() < 1e-6);
         assert!((hinge(&pos, &neg, 0.0).double_value(&[]) - 0.25).abs() < 1e-6);
+    }
+
+    /// The old update, without the flush: (p, m, v) after one step `t` from (p, m, v, g).
+    fn adam_unflushed(lr: f64, t: i32, p: f32, m: f32, v: f32, g: f32) -> (f32, f32, f32) {
+        let (b1, b2) = (0.9f32, 0.999f32);
+        let step = (lr / (1.0 - 0.9f64.powi(t))) as f32;
+        let sqrt_bc2 = (1.0 - 0.999f64.powi(t)).sqrt() as f32;
+        let m = b1 * m + (1.0 - b1) * g;
+        let v = b2 * v + (1.0 - b2) * g * g;
+        (p - step * m / (v.sqrt() / sqrt_bc2 + 1e-8), m, v)
+    }
+
+    #[test]
+    fn adam_flushes_subnormal_moments_and_leaves_the_weights_bytes_alone() {
+        let ulps = |k: u32| f32::from_bits(k);
+        // Under round-to-nearest a first moment a few ulps above zero never decays to zero.
+        let mut stuck = ulps(4);
+        for t in 1..=1000 {
+            stuck = adam_unflushed(1e-3, t, 0.5, stuck, 0.0, 0.0).1;
+        }
+        assert!(stuck != 0.0 && stuck.abs() < f32::MIN_POSITIVE, "{stuck:e}");
+
+        let p0 = [0.5f32, -0.03, 1e-6, 2.0, -0.7, 0.01, 3e-3, -1e-4, 0.2, 4e-2];
+        let m0 = [ulps(3), -ulps(4), 6e-39, 1e-3, ulps(1), 0.0, -2e-39, 1e-7, 1.3e-38, 2e-3];
+        let v0 = [ulps(7), 1e-39, ulps(300), 1e-6, 0.0, ulps(2), 1e-9, 5e-39, 1e-12, 1e-5];
+        let g0 = [0.0f32, 0.0, 0.0, 1e-2, 0.0, 0.0, 0.0, 3e-4, 0.0, -0.1];
+        let (lr, t0) = (1e-3, 40);
+        let mut flat = Tensor::from_slice(&p0);
+        let mut adam = Adam::from_state(lr, t0, Tensor::from_slice(&m0), Tensor::from_slice(&v0));
+        adam.step(&mut flat, &Tensor::from_slice(&g0));
+        let got = |t: &Tensor| Vec::<f32>::try_from(t).unwrap();
+        let (p1, (m1, v1)) = (got(&flat), adam.moments());
+        let (m1, v1) = (got(m1), got(v1));
+        let mut flushed = 0;
+        for i in 0..p0.len() {
+            let (p, m, v) = adam_unflushed(lr, t0 + 1, p0[i], m0[i], v0[i], g0[i]);
+            assert_eq!(p1[i].to_bits(), p.to_bits(), "weight {i}: {:e} vs {p:e}", p1[i]);
+            for (name, new, old) in [("m", m1[i], m), ("v", v1[i], v)] {
+                if old.abs() < f32::MIN_POSITIVE {
+                    assert_eq!(new, 0.0, "{name}[{i}] {old:e} is subnormal: flushed");
+                    flushed += usize::from(old != 0.0);
+                } else {
+                    assert_eq!(new.to_bits(), old.to_bits(), "{name}[{i}]");
+                }
+            }
+        }
+        assert!(flushed >= 8, "the case must exercise the flush: {flushed}");
     }
 
     fn shard() -> ShardData {
