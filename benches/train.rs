@@ -8,6 +8,8 @@
 //! `--only fomaml,maml-batched,...` measures a subset (names as printed). `--data` names the
 //! ml-100k folder (default ../shared/data/ml-100k); on `--device cuda` the
 //! shard trains on the GPU (one shard: the estimate for all shards is S times the shard's time).
+//! `--epochs N` trains N epochs and times the last one (default 1): costs that build up with
+//! the optimizer's state, such as subnormal Adam moments, only show after the first.
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -40,25 +42,33 @@ fn main() {
     let request = IngestRequest { format: InputFormat::Ml100k, input, users: None, items: None };
     ingest(&request, &config, &store).expect("ingest");
     let (_, prepared) = store.load().expect("load");
+    let epochs: usize = arg("--epochs").map_or(1, |n| n.parse().expect("--epochs N"));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "train ml-100k, shard 0 of {}, one epoch, {device:?}, 1 libtorch thread, {}",
+        "train ml-100k, shard 0 of {}, epoch {epochs} timed, {device:?}, 1 libtorch thread, {}",
         config.shards.count,
         eemu::engine::cpu_kernels()
     );
     let only = arg("--only");
     let data = ShardData::from_prepared(&prepared, Some(0));
     let users = data.users.len();
-    // One epoch of shard 0 from fresh weights: (seconds, epoch loss).
+    // Epochs 1..=epochs of shard 0 from fresh weights, the last one timed: (seconds, its loss,
+    // the share of subnormal first moments after it).
     let epoch = |algorithm: Algorithm, inner_loop: InnerLoop| {
         let mut cfg = config.train.clone();
         cfg.algorithm = algorithm;
         cfg.inner_loop = inner_loop;
         let mut model = data.new_model(&prepared, device);
         let mut adam = Adam::new(&model.params.flat, cfg.learning_rate);
+        for e in 1..epochs {
+            train_epoch(&mut model, &data, &cfg, &mut adam, config.seed, e);
+        }
         let start = Instant::now();
-        let loss = train_epoch(&mut model, &data, &cfg, &mut adam, config.seed, 1);
-        (start.elapsed().as_secs_f64(), loss)
+        let loss = train_epoch(&mut model, &data, &cfg, &mut adam, config.seed, epochs);
+        let seconds = start.elapsed().as_secs_f64();
+        let m = adam.moments().0.abs();
+        let subnormal = m.lt(f64::from(f32::MIN_POSITIVE)).logical_and(&m.gt(0.0));
+        (seconds, loss, subnormal.to_kind(tch::Kind::Double).mean(tch::Kind::Double).double_value(&[]))
     };
     if device != Device::Cpu {
         // CUDA context, cuBLAS handles and the caching allocator start on first use: one untimed
@@ -79,12 +89,13 @@ fn main() {
         if only.as_ref().is_some_and(|o| !o.split(',').any(|x| x == name)) {
             continue;
         }
-        let (seconds, loss) = epoch(algorithm, inner_loop);
+        let (seconds, loss, subnormal) = epoch(algorithm, inner_loop);
         println!(
-            "  {:<15} {users} users, {:.1} s/epoch, {:.0} users/s, loss {loss:.4}; all {} shards on {}: ~{:.0} s/epoch",
+            "  {:<15} {users} users, {:.1} s/epoch, {:.0} users/s, loss {loss:.4}, {:.1}% of Adam's first moments subnormal; all {} shards on {}: ~{:.0} s/epoch",
             name,
             seconds,
             users as f64 / seconds,
+            100.0 * subnormal,
             config.shards.count,
             if device == Device::Cpu { format!("{cores} core(s)") } else { "one GPU, one after another".into() },
             if device == Device::Cpu {
