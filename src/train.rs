@@ -120,7 +120,8 @@ impl ShardData {
 }
 
 /// Adam as in PyTorch (betas 0.9 / 0.999, eps 1e-8, no weight decay, dense), over the flat
-/// parameter vector.
+/// parameter vector. On the CPU, moments that fall below the normal range are stored as zero
+/// (`flush_subnormal`): the same weights, without the x86 slow path for subnormal operands.
 pub struct Adam {
     lr: f64,
     step: i32,
@@ -206,8 +207,9 @@ impl Adam {
 /// zero, but under round-to-nearest `0.9 * m` never gets there: a few ulps above zero it rounds
 /// back to itself. Left alone, a third of the first moments ends up subnormal for good in a long
 /// meta-training run, and x86 cores take a slow path on every operation with a subnormal operand
-/// (docs/benchmarks.md, "Subnormal Adam moments"). A subnormal moment moves its parameter by less than 1e-29, below half an ulp of any weight
-/// that is not itself within 1e-22 of zero, so flushing leaves the weights' bytes unchanged.
+/// (docs/benchmarks.md, "Subnormal Adam moments"). A subnormal moment moves its parameter by less
+/// than 1e-29, below half an ulp of any weight that is not itself within 1e-22 of zero, so
+/// flushing leaves the weights' bytes unchanged.
 #[inline]
 fn flush_subnormal(x: f32) -> f32 {
     if x.abs() < f32::MIN_POSITIVE {
