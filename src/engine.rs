@@ -68,18 +68,41 @@ pub fn cpu_kernels() -> String {
     CPU_KERNELS.iter().map(|(name, _)| format!("{name}={}", value(name))).collect::<Vec<_>>().join(" ")
 }
 
-/// The CPU's model name and its widest vector extension (`/proc/cpuinfo`), e.g. "AMD EPYC
-/// (avx512f)": CPU results from machines without the same caps can differ by this. None where
-/// `/proc/cpuinfo` cannot be read.
+/// The CPU's model name, family and model number, and its widest vector extension
+/// (`/proc/cpuinfo`), e.g. "Intel(R) Xeon(R) Processor (family 6, model 167, avx512f)": CPU
+/// results from machines without the same caps can differ by this. The family and model tell
+/// generations apart where the name does not (virtual machines often report a bare "Intel(R)
+/// Xeon(R) Processor"). None where `/proc/cpuinfo` cannot be read.
 pub fn cpu_model() -> Option<String> {
-    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    Some(describe_cpu(&std::fs::read_to_string("/proc/cpuinfo").ok()?))
+}
+
+/// `cpu_model` of a `/proc/cpuinfo` text (its first processor's entries).
+fn describe_cpu(info: &str) -> String {
     let field = |name: &str| {
-        info.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string())
+        info.lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(key, _)| key.trim() == name)
+            .map(|(_, v)| v.trim().to_string())
     };
     let flags = field("flags").unwrap_or_default();
     let has = |f: &str| flags.split_whitespace().any(|x| x == f);
     let widest = ["avx512f", "avx2", "avx"].into_iter().find(|f| has(f)).unwrap_or("no avx");
-    Some(format!("{} ({widest})", field("model name").unwrap_or_else(|| "unknown".to_string())))
+    let number = |name: &str| field(name).unwrap_or_else(|| "?".to_string());
+    format!(
+        "{} (family {}, model {}, {widest})",
+        field("model name").unwrap_or_else(|| "unknown".to_string()),
+        number("cpu family"),
+        number("model")
+    )
+}
+
+/// What `cpu_model` recorded before it had the family and model ("NAME (EXT)"), for a record of
+/// the present form; None for any other text.
+pub fn cpu_model_without_generation(cpu: &str) -> Option<String> {
+    let (name, rest) = cpu.rsplit_once(" (family ")?;
+    let (_, widest) = rest.strip_suffix(')')?.rsplit_once(", ")?;
+    Some(format!("{name} ({widest})"))
 }
 
 /// Keeps freed multi-megabyte buffers in the process. Training allocates and frees gradient
@@ -564,4 +587,32 @@ fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
         out.push_str(&crate::compare::table(&paired, &crate::compare::Settings::default()));
     }
     Ok(format!("{out}results written to {}\n", args.out.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two processors' entries as `/proc/cpuinfo` lists them; only the first is read. "model"
+    /// must not be taken from the "model name" line that precedes it.
+    const CPUINFO: &str = "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\n\
+        model name\t: Intel(R) Xeon(R) Processor\nmodel\t\t: 167\nflags\t\t: fpu sse2 avx avx2 avx512f\n\n\
+        processor\t: 1\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: Other\nflags\t\t: fpu\n";
+
+    #[test]
+    fn the_cpu_is_described_by_name_family_model_and_widest_extension() {
+        assert_eq!(describe_cpu(CPUINFO), "Intel(R) Xeon(R) Processor (family 6, model 167, avx512f)");
+        let no_avx = CPUINFO.replace("avx avx2 avx512f", "sse4_2");
+        assert_eq!(describe_cpu(&no_avx), "Intel(R) Xeon(R) Processor (family 6, model 167, no avx)");
+        assert_eq!(describe_cpu("flags\t: avx2\n"), "unknown (family ?, model ?, avx2)");
+    }
+
+    #[test]
+    fn the_earlier_record_of_a_cpu_drops_its_family_and_model() {
+        let now = describe_cpu(CPUINFO);
+        assert_eq!(cpu_model_without_generation(&now).as_deref(), Some("Intel(R) Xeon(R) Processor (avx512f)"));
+        // An earlier record is not of the present form.
+        assert_eq!(cpu_model_without_generation("Intel(R) Xeon(R) Processor (avx512f)"), None);
+        assert_eq!(cpu_model_without_generation("AMD EPYC (family 25, model 17, avx2"), None);
+    }
 }

@@ -383,8 +383,9 @@ pub struct TrainLog {
     /// same bytes need the same caps. Absent in logs written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_kernels: Option<String>,
-    /// On the CPU, its model and widest vector extension (`engine::cpu_model`): under the same
-    /// caps, CPUs of other kinds can still give other bytes (an Intel Xeon and an AMD EPYC do).
+    /// On the CPU, its name, family, model and widest vector extension (`engine::cpu_model`):
+    /// under the same caps, CPUs of other kinds can still give other bytes (an Intel Xeon and an
+    /// AMD EPYC do).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     pub epochs: Vec<EpochRecord>,

@@ -59,7 +59,8 @@ pub struct Identity {
     pub device: String,
     /// The CPU kernel caps (`engine::cpu_kernels`); None on CUDA.
     pub cpu_kernels: Option<String>,
-    /// The CPU's model and widest vector extension (`engine::cpu_model`); None on CUDA, and in
+    /// The CPU's name, family, model and widest vector extension (`engine::cpu_model`; without the
+    /// family and model in checkpoints of eemu before 2026-12-06); None on CUDA, and in
     /// checkpoints written before it was recorded.
     #[serde(default)]
     pub cpu: Option<String>,
@@ -188,7 +189,7 @@ fn check_meta(path: &Path, meta: &Meta, id: &Identity, epochs: usize) -> Result<
         None => there.training_hash = id.training_hash.clone(),
     }
     if let Some(cpu) = unrecorded_cpu(&meta.identity, id) {
-        // Written before the CPU was recorded: `read` warns.
+        // Written before the CPU, or its family and model, was recorded: `read` warns.
         there.cpu = Some(cpu.to_string());
     }
     let differences = differing_fields(&there, id)?;
@@ -238,9 +239,10 @@ pub fn read(
     check_meta(path, &meta, id, epochs)?;
     if let Some(cpu) = unrecorded_cpu(&meta.identity, id) {
         tracing::warn!(
-            "{} does not record the CPU it was trained on; resuming it on this one ({cpu}) gives the numbers of \
-             an uninterrupted run only if it is the same kind",
-            path.display()
+            "{} does not record the generation of CPU it was trained on ({}); resuming it on this one ({cpu}) \
+             gives the numbers of an uninterrupted run only if it is the same kind",
+            path.display(),
+            meta.identity.cpu.as_deref().unwrap_or("no CPU recorded")
         );
     }
     if parameters.len() != id.shards {
@@ -277,7 +279,8 @@ pub fn read(
 /// `DIR/eemu-adapt.json` and written atomically after each learning rate's pass. The key is a
 /// SHA-256 over the `eemu` identity (data, targets, config with its `[adapt]` section and seed,
 /// device, CPU) and the chosen models' weights, so entries are read back only for the very models
-/// and adaptation sets that produced them; a file with another key is replaced.
+/// and adaptation sets that produced them; a file with another key is replaced. A file keyed
+/// with this CPU as eemu recorded it before it noted the family and model is read too.
 pub struct AdaptCache {
     path: PathBuf,
     key: String,
@@ -337,18 +340,29 @@ impl AdaptCache {
     /// settings `c`. Empty when there is no file or it belongs to other models; a file that
     /// cannot be read is reported and replaced (it only saves time).
     pub fn open(dir: &Path, id: &Identity, models: &[&Tensor], c: &AdaptConfig) -> Result<AdaptCache> {
-        let mut h = Sha256::new();
-        h.update(b"eemu-adaptation-cache-v1");
-        // The whole config's hash covers the training settings: the key leaves the training hash
-        // out, as it was before that existed, so earlier files stay readable.
-        h.update(serde_json::to_vec(&Identity { training_hash: None, ..id.clone() })?);
+        // Each shard's length and little-endian values, hashed after the identity.
+        let mut weights = Vec::new();
         for w in models {
             let w = w.detach().to_device(Device::Cpu).contiguous();
             let values = Vec::<f32>::try_from(&w).context("model weights are not f32")?;
-            h.update((values.len() as u64).to_le_bytes());
-            h.update(values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
+            weights.extend((values.len() as u64).to_le_bytes());
+            weights.extend(values.iter().flat_map(|v| v.to_le_bytes()));
         }
-        let key = crate::config::hex(&h.finalize());
+        let key_for = |cpu: Option<String>| -> Result<String> {
+            let mut h = Sha256::new();
+            h.update(b"eemu-adaptation-cache-v1");
+            // The whole config's hash covers the training settings: the key leaves the training
+            // hash out, as it was before that existed, so earlier files stay readable.
+            h.update(serde_json::to_vec(&Identity { training_hash: None, cpu, ..id.clone() })?);
+            h.update(&weights);
+            Ok(crate::config::hex(&h.finalize()))
+        };
+        let key = key_for(id.cpu.clone())?;
+        // Files written before the CPU's family and model were recorded, on this CPU.
+        let earlier_key = match id.cpu.as_deref().and_then(crate::engine::cpu_model_without_generation) {
+            Some(cpu) => Some(key_for(Some(cpu))?),
+            None => None,
+        };
         let path = Self::file(dir, id);
         let mut entries = Vec::new();
         if path.exists() {
@@ -356,7 +370,7 @@ impl AdaptCache {
                 .map_err(anyhow::Error::from)
                 .and_then(|b| serde_json::from_slice::<AdaptFile>(&b).map_err(anyhow::Error::from));
             match read {
-                Ok(f) if f.format == ADAPT_FORMAT && f.key == key => {
+                Ok(f) if f.format == ADAPT_FORMAT && (f.key == key || Some(&f.key) == earlier_key.as_ref()) => {
                     entries = f.entries;
                     for e in &mut entries {
                         e.temperature_bits.get_or_insert(c.temperature.to_bits());
@@ -408,10 +422,14 @@ impl AdaptCache {
     }
 }
 
-/// This CPU, when the checkpoint (`there`) was trained on a CPU without recording which.
+/// This CPU, when the checkpoint (`there`) was trained on a CPU without recording which, or
+/// recorded it as eemu did before it noted the family and model, with the same name and widest
+/// extension as this one.
 fn unrecorded_cpu<'a>(there: &Identity, here: &'a Identity) -> Option<&'a str> {
+    let here_cpu = here.cpu.as_deref()?;
     match (&there.cpu, &there.cpu_kernels) {
-        (None, Some(_)) => here.cpu.as_deref(),
+        (None, Some(_)) => Some(here_cpu),
+        (Some(cpu), _) if crate::engine::cpu_model_without_generation(here_cpu).as_ref() == Some(cpu) => Some(here_cpu),
         _ => None,
     }
 }
@@ -487,6 +505,51 @@ mod tests {
         let err = check_meta(path, &meta(other), &here, 4).unwrap_err().to_string();
         assert!(err.contains("eval_every: 10 there, 1 here"), "{err}");
         assert!(!err.contains("cpu"), "{err}");
+    }
+
+    #[test]
+    fn a_checkpoint_recording_the_cpu_without_its_generation_is_resumed_on_the_same_name_only() {
+        let path = Path::new("ck/eemu.safetensors");
+        let here = identity(Some("Intel(R) Xeon(R) Processor (family 6, model 167, avx512f)"));
+        let earlier = identity(Some("Intel(R) Xeon(R) Processor (avx512f)"));
+        assert_eq!(unrecorded_cpu(&earlier, &here), here.cpu.as_deref());
+        check_meta(path, &meta(earlier), &here, 4).unwrap();
+        // Another name or another widest extension in the earlier form is another CPU.
+        for other in ["AMD EPYC 9654 (avx512f)", "Intel(R) Xeon(R) Processor (avx2)"] {
+            let err = check_meta(path, &meta(identity(Some(other))), &here, 4).unwrap_err().to_string();
+            assert!(err.contains("cpu:") && err.contains(other), "{err}");
+        }
+        // Both records of the present form must match in full: another model is refused.
+        let other_model = identity(Some("Intel(R) Xeon(R) Processor (family 6, model 143, avx512f)"));
+        assert_eq!(unrecorded_cpu(&other_model, &here), None);
+        let err = check_meta(path, &meta(other_model), &here, 4).unwrap_err().to_string();
+        assert!(err.contains("model 143") && err.contains("model 167"), "{err}");
+    }
+
+    #[test]
+    fn adaptation_ranks_cached_under_the_earlier_cpu_record_are_read_back_on_that_cpu_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = AdaptConfig { learning_rate: 2e-4, steps: 1, temperature: 0.01, set_size: 7, scope: AdaptScope::All };
+        let setting =
+            AdaptSetting { learning_rate: 2e-4, steps: 1, temperature: 0.01, set_size: 7, scope: AdaptScope::All };
+        let weights = Tensor::from_slice(&[0.5f32, -1.0, 2.0]);
+        let ranks = AdaptRanks { setting, valid: vec![3, 1], test: vec![0, 7], seconds: 1.0 };
+        let earlier = identity(Some("Intel(R) Xeon(R) Processor (avx512f)"));
+        AdaptCache::open(dir.path(), &earlier, &[&weights], &c).unwrap().put(&[ranks]).unwrap();
+
+        let here = identity(Some("Intel(R) Xeon(R) Processor (family 6, model 167, avx512f)"));
+        let back = AdaptCache::open(dir.path(), &here, &[&weights], &c).unwrap().get(setting).expect("read back");
+        assert_eq!((back.valid, back.test), (vec![3, 1], vec![0, 7]));
+        for other in ["Intel(R) Xeon(R) Processor (avx2)", "AMD EPYC (family 25, model 17, avx512f)"] {
+            let elsewhere = identity(Some(other));
+            assert!(
+                AdaptCache::open(dir.path(), &elsewhere, &[&weights], &c).unwrap().get(setting).is_none(),
+                "{other}"
+            );
+        }
+        // Other weights on the same CPU are other models.
+        let trained_otherwise = Tensor::from_slice(&[0.5f32, -1.0, 2.5]);
+        assert!(AdaptCache::open(dir.path(), &here, &[&trained_otherwise], &c).unwrap().get(setting).is_none());
     }
 
     #[test]
