@@ -358,10 +358,17 @@ impl AdaptCache {
             Ok(crate::config::hex(&h.finalize()))
         };
         let key = key_for(id.cpu.clone())?;
-        // Files written before the CPU's family and model were recorded, on this CPU.
-        let earlier_key = match id.cpu.as_deref().and_then(crate::engine::cpu_model_without_generation) {
-            Some(cpu) => Some(key_for(Some(cpu))?),
-            None => None,
+        // Also a file written on this CPU before its family and model were recorded; that key is
+        // computed only for a file whose key is not this one.
+        let ours = |f: &AdaptFile| -> Result<bool> {
+            if f.format != ADAPT_FORMAT {
+                return Ok(false);
+            }
+            Ok(f.key == key
+                || match id.cpu.as_deref().and_then(crate::engine::cpu_model_without_generation) {
+                    Some(earlier) => f.key == key_for(Some(earlier))?,
+                    None => false,
+                })
         };
         let path = Self::file(dir, id);
         let mut entries = Vec::new();
@@ -370,7 +377,7 @@ impl AdaptCache {
                 .map_err(anyhow::Error::from)
                 .and_then(|b| serde_json::from_slice::<AdaptFile>(&b).map_err(anyhow::Error::from));
             match read {
-                Ok(f) if f.format == ADAPT_FORMAT && (f.key == key || Some(&f.key) == earlier_key.as_ref()) => {
+                Ok(f) if ours(&f)? => {
                     entries = f.entries;
                     for e in &mut entries {
                         e.temperature_bits.get_or_insert(c.temperature.to_bits());
