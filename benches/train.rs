@@ -10,6 +10,9 @@
 //! shard trains on the GPU (one shard: the estimate for all shards is S times the shard's time).
 //! `--epochs N` trains N epochs and times the last one (default 1): costs that build up with
 //! the optimizer's state, such as subnormal Adam moments, only show after the first.
+//! `--only adam` times the CPU Adam update alone (FOMAML takes two a user) on the shard model's
+//! parameter count: the portable loop against the one `adam_update` picks for this CPU
+//! (AVX-512 or AVX2), alternating, the best of five rounds of 100 updates each.
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -75,6 +78,9 @@ fn main() {
         // epoch keeps that out of the first measured algorithm.
         epoch(Algorithm::Standard, InnerLoop::PerUser);
     }
+    if device == Device::Cpu && only.as_ref().is_some_and(|o| o.split(',').any(|x| x == "adam")) {
+        adam_update_line(data.new_model(&prepared, device).params.flat.numel());
+    }
     let runs = [
         (Algorithm::Fomaml, InnerLoop::PerUser),
         (Algorithm::Maml, InnerLoop::PerUser),
@@ -105,4 +111,34 @@ fn main() {
             }
         );
     }
+}
+
+/// Prints the time of one Adam update over `n` parameters, portable and dispatched.
+fn adam_update_line(n: usize) {
+    let mut p: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.37).sin() * 0.1).collect();
+    // A third of the gradients nonzero, as FOMAML's (untouched embedding rows give zeros).
+    let g: Vec<f32> = (0..n).map(|i| if i % 3 == 0 { ((i as f32) * 0.11).cos() * 1e-3 } else { 0.0 }).collect();
+    let (mut m, mut v) = (vec![1e-4f32; n], vec![1e-6f32; n]);
+    let mut best = [f64::INFINITY; 2];
+    for _round in 0..5 {
+        for (k, best) in best.iter_mut().enumerate() {
+            let start = Instant::now();
+            for _ in 0..100 {
+                if k == 0 {
+                    eemu::train::adam_update_portable(&mut p, &g, &mut m, &mut v, 1e-3, 0.03);
+                } else {
+                    eemu::train::adam_update(&mut p, &g, &mut m, &mut v, 1e-3, 0.03);
+                }
+            }
+            *best = best.min(start.elapsed().as_secs_f64() / 100.0);
+        }
+    }
+    println!(
+        "  {:<15} {n} parameters, portable {:.3} ms/update, {} {:.3} ms/update ({:.2}x)",
+        "adam",
+        best[0] * 1e3,
+        eemu::train::adam_update_width(),
+        best[1] * 1e3,
+        best[0] / best[1]
+    );
 }
