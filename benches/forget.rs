@@ -110,7 +110,6 @@ fn main() {
     let epochs = arg("--epochs").map(|e| e.parse::<usize>().expect("--epochs N"));
     let jobs = arg("--jobs").unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).to_string());
     eemu::engine::pin_cpu_kernels();
-    eemu::engine::tune_allocator();
     let tmp = tempfile::tempdir().expect("temp dir");
     let load = |rel: &str| {
         let mut c = Config::load(&root.join(rel)).expect("config");

@@ -37,7 +37,6 @@ fn main() {
         return;
     }
     eemu::engine::pin_cpu_kernels();
-    eemu::engine::tune_allocator();
     tch::set_num_threads(1);
     let config = Config::load(&config_path).expect("config");
     let tmp = tempfile::tempdir().expect("temp dir");

@@ -105,17 +105,6 @@ pub fn cpu_model_without_generation(cpu: &str) -> Option<String> {
     Some(format!("{name} ({widest})"))
 }
 
-/// Keeps freed multi-megabyte buffers in the process. Training allocates and frees gradient
-/// and parameter vectors thousands of times per epoch; by default glibc returns each one to the
-/// kernel (mmap / munmap) and every reuse page-faults. Call before starting other threads.
-pub fn tune_allocator() {
-    // SAFETY: mallopt only changes allocator thresholds.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
-    }
-}
-
 /// Parses `auto`, `cpu`, `cuda` or `cuda:N`.
 pub fn parse_device(text: &str) -> Result<Device> {
     match text {

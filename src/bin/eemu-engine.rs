@@ -8,7 +8,6 @@ use eemu::cli::Cli;
 
 fn main() {
     eemu::engine::pin_cpu_kernels();
-    eemu::engine::tune_allocator();
     let cli = Cli::parse();
     shared::init_logging(&cli);
     shared::finish(eemu::engine::execute_engine(&cli))
