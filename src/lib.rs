@@ -8,7 +8,7 @@ pub use eemu_core::{cli, cluster, compare, config, data, error, fault, forget, i
 /// mimalloc serves every allocation of a process that links this library, libtorch's included:
 /// its `override` feature defines `malloc`, `free` and the rest in the executable, and
 /// libtorch's and libc's calls bind to those. glibc's malloc fragmented under training's mix of
-/// batched passes and per-user steps (FOMAML after plain epochs ran 37% slower in the same
+/// batched passes and per-user steps (FOMAML after plain epochs ran 18-37% slower in the same
 /// process); with mimalloc, training writes the same bytes in less time and memory
 /// (docs/benchmarks.md, "The allocator").
 #[global_allocator]
