@@ -333,12 +333,32 @@ impl TwoTower {
 
     /// User vectors [n, d] for entity rows `users` (int64 [n]) under parameters `p`.
     pub fn user_vectors(&self, p: &[Tensor], users: &Tensor) -> Tensor {
-        side_forward(&self.user, &self.users, p, users)
+        side_forward(&self.user, &self.users, p, users, None)
     }
 
     /// Item vectors [n, d] for item rows `items` (int64 [n]) under parameters `p`.
     pub fn item_vectors(&self, p: &[Tensor], items: &Tensor) -> Tensor {
-        side_forward(&self.item, &self.items, p, items)
+        side_forward(&self.item, &self.items, p, items, None)
+    }
+
+    /// `user_vectors` with lookup table j read at rows `table_rows[j]` (int64 [n], one per
+    /// user) of `p`'s table j, instead of at the model's own rows of those users: for a `p`
+    /// whose tables hold only the rows a step reads (FOMAML's row-sparse step).
+    pub fn user_vectors_at(&self, p: &[Tensor], users: &Tensor, table_rows: &[Tensor]) -> Tensor {
+        side_forward(&self.user, &self.users, p, users, Some(table_rows))
+    }
+
+    /// `item_vectors` with the lookup tables read at `table_rows`, as `user_vectors_at`.
+    pub fn item_vectors_at(&self, p: &[Tensor], items: &Tensor, table_rows: &[Tensor]) -> Tensor {
+        side_forward(&self.item, &self.items, p, items, Some(table_rows))
+    }
+
+    /// The row of every entity in each lookup table of one side (users, or items), as
+    /// `(parameter index, rows)` per table, in the side's table order.
+    pub fn table_rows(&self, user_side: bool) -> Vec<(usize, Vec<i64>)> {
+        let (spec, inputs) = if user_side { (&self.user, &self.users) } else { (&self.item, &self.items) };
+        let cpu = |t: &Tensor| Vec::<i64>::try_from(t.to_device(Device::Cpu)).expect("int64 row map");
+        inputs.tables.iter().enumerate().map(|(j, t)| (spec.first_param + j, cpu(t))).collect()
     }
 
     /// Vectors of every item.
@@ -382,11 +402,22 @@ pub fn gather_rows(t: &Tensor, idx: &Tensor) -> Tensor {
     Tensor::embedding(t, idx, -1, false, false)
 }
 
-fn side_forward(spec: &SideSpec, inputs: &SideInputs, p: &[Tensor], rows: &Tensor) -> Tensor {
+/// One side's vectors of entity rows `rows`; lookup table j is read at the model's rows of
+/// those entities, or at `table_rows[j]` where given.
+fn side_forward(
+    spec: &SideSpec,
+    inputs: &SideInputs,
+    p: &[Tensor],
+    rows: &Tensor,
+    table_rows: Option<&[Tensor]>,
+) -> Tensor {
     let mut k = spec.first_param;
     let mut parts = Vec::with_capacity(spec.tables.len() + spec.multi_hot.len() + spec.dense.len());
-    for idx in &inputs.tables {
-        parts.push(gather_rows(&p[k], &idx.index_select(0, rows)));
+    for (j, idx) in inputs.tables.iter().enumerate() {
+        match table_rows {
+            Some(at) => parts.push(gather_rows(&p[k], &at[j])),
+            None => parts.push(gather_rows(&p[k], &idx.index_select(0, rows))),
+        }
         k += 1;
     }
     for m in &inputs.multi_hot {

@@ -151,76 +151,126 @@ impl Adam {
 
     /// One update of `flat` in place with gradient `grad`.
     pub fn step(&mut self, flat: &mut Tensor, grad: &Tensor) {
-        const B1: f64 = 0.9;
-        const B2: f64 = 0.999;
-        self.step += 1;
-        let bc1 = 1.0 - B1.powi(self.step);
-        let bc2 = 1.0 - B2.powi(self.step);
         if flat.device() == tch::Device::Cpu {
-            return self.step_cpu(flat, grad, bc1, bc2);
+            let (step, sqrt_bc2) = self.advance_cpu();
+            return self.step_cpu(flat, grad, step, sqrt_bc2);
         }
+        let (bc1, bc2) = self.advance();
         tch::no_grad(|| {
-            let _ = self.m.g_mul_scalar_(B1).g_add_(&(grad * (1.0 - B1)));
-            let _ = self.v.g_mul_scalar_(B2).g_add_(&(grad * grad * (1.0 - B2)));
+            let _ = self.m.g_mul_scalar_(ADAM_B1).g_add_(&(grad * (1.0 - ADAM_B1)));
+            let _ = self.v.g_mul_scalar_(ADAM_B2).g_add_(&(grad * grad * (1.0 - ADAM_B2)));
             let denom = self.v.sqrt() / bc2.sqrt() + 1e-8;
             let _ = flat.g_sub_(&(&self.m / denom * (self.lr / bc1)));
         });
     }
+
+    /// Counts one more step and returns its bias corrections (1 - beta1^t, 1 - beta2^t).
+    fn advance(&mut self) -> (f64, f64) {
+        self.step += 1;
+        (1.0 - ADAM_B1.powi(self.step), 1.0 - ADAM_B2.powi(self.step))
+    }
+
+    /// Counts one more step and returns the scalars of `adam_update` for it: the step size
+    /// (learning rate / bias correction 1) and the square root of bias correction 2.
+    fn advance_cpu(&mut self) -> (f32, f32) {
+        let (bc1, bc2) = self.advance();
+        ((self.lr / bc1) as f32, bc2.sqrt() as f32)
+    }
 }
+
+const ADAM_B1: f64 = 0.9;
+const ADAM_B2: f64 = 0.999;
 
 impl Adam {
     /// The same update as one fused pass over the memory (the tensor version makes a dozen
     /// passes over every parameter, which dominates per-user meta-learning on the CPU).
-    fn step_cpu(&mut self, flat: &mut Tensor, grad: &Tensor, bc1: f64, bc2: f64) {
+    fn step_cpu(&mut self, flat: &mut Tensor, grad: &Tensor, step: f32, sqrt_bc2: f32) {
         let grad = grad.contiguous();
         let n = flat.numel();
-        for t in [&*flat, &grad, &self.m, &self.v] {
-            assert!(
-                t.kind() == Kind::Float && t.is_contiguous() && t.numel() == n,
-                "Adam needs contiguous f32 tensors"
-            );
+        assert!(
+            grad.numel() == n && self.m.numel() == n && self.v.numel() == n,
+            "Adam over {n} parameters given a gradient of {}",
+            grad.numel()
+        );
+        // SAFETY: four distinct CPU tensors (`floats` checks kind and layout); nothing else
+        // reads or writes their data during this call.
+        let (p, g, m, v) = unsafe { (floats(flat), floats(&grad), floats(&self.m), floats(&self.v)) };
+        adam_update(p, g, m, v, step, sqrt_bc2);
+    }
+}
+
+/// The elements of a contiguous f32 CPU tensor, to read or write in place. (A `Tensor` is a
+/// handle to memory libtorch owns, so a shared handle can hand out its data mutably; whether
+/// that is sound depends on what else touches the data, hence `unsafe`.)
+///
+/// # Safety
+/// While the slice lives, nothing else may write the tensor's data, nor read it where the slice
+/// is written to (no libtorch op on it, no second slice of it).
+#[allow(clippy::mut_from_ref)]
+unsafe fn floats(t: &Tensor) -> &mut [f32] {
+    assert!(
+        t.kind() == Kind::Float && t.is_contiguous() && t.device() == tch::Device::Cpu,
+        "a contiguous f32 CPU tensor is needed, not {:?} on {:?}",
+        t.kind(),
+        t.device()
+    );
+    std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, t.numel())
+}
+
+/// Defines `$name`, which runs `$portable` compiled for AVX-512F (as `$avx512`) or AVX2 (as
+/// `$avx2`) where the CPU has them, else as is: one loop, three instruction sets.
+macro_rules! on_the_widest_vectors {
+    ($(#[$doc:meta])* pub fn $name:ident = $portable:ident, $avx512:ident, $avx2:ident ($($a:ident: $t:ty),* $(,)?)) => {
+        $(#[$doc])*
+        pub fn $name($($a: $t),*) {
+            // SAFETY (both): `adam_update_width` names an extension only where the CPU has it.
+            #[cfg(target_arch = "x86_64")]
+            match adam_update_width() {
+                "avx512" => return unsafe { $avx512($($a),*) },
+                "avx2" => return unsafe { $avx2($($a),*) },
+                _ => {}
+            }
+            $portable($($a),*)
         }
-        // SAFETY: four distinct contiguous f32 CPU buffers of n elements (checked above); no
-        // other reference to their data is alive during this call.
-        let (p, g, m, v) = unsafe {
-            (
-                std::slice::from_raw_parts_mut(flat.data_ptr() as *mut f32, n),
-                std::slice::from_raw_parts(grad.data_ptr() as *const f32, n),
-                std::slice::from_raw_parts_mut(self.m.data_ptr() as *mut f32, n),
-                std::slice::from_raw_parts_mut(self.v.data_ptr() as *mut f32, n),
-            )
-        };
-        adam_update(p, g, m, v, (self.lr / bc1) as f32, bc2.sqrt() as f32);
-    }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f")]
+        fn $avx512($($a: $t),*) {
+            $portable($($a),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        fn $avx2($($a: $t),*) {
+            $portable($($a),*)
+        }
+    };
 }
 
-/// The CPU Adam update of `p` with gradient `g` and moments `m`, `v` (step size `step` = lr /
-/// bias correction 1, `sqrt_bc2` = the square root of bias correction 2), on the widest vectors
-/// the CPU has (AVX-512, AVX2, else the x86-64 baseline's SSE2). Every operation is a correctly
-/// rounded IEEE one (multiply, add, divide, square root; LLVM fuses none of them into an FMA
-/// unless told to), so each width writes the same bytes; the test
-/// `the_vectorized_adam_updates_write_the_bytes_of_the_portable_one` checks it.
-pub fn adam_update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step: f32, sqrt_bc2: f32) {
-    // SAFETY (both): `adam_update_width` names an extension only where the CPU has it.
-    #[cfg(target_arch = "x86_64")]
-    match adam_update_width() {
-        "avx512" => return unsafe { adam_update_avx512(p, g, m, v, step, sqrt_bc2) },
-        "avx2" => return unsafe { adam_update_avx2(p, g, m, v, step, sqrt_bc2) },
-        _ => {}
-    }
-    adam_update_portable(p, g, m, v, step, sqrt_bc2)
+on_the_widest_vectors! {
+    /// The CPU Adam update of `p` with gradient `g` and moments `m`, `v` (step size `step` = lr /
+    /// bias correction 1, `sqrt_bc2` = the square root of bias correction 2), on the widest
+    /// vectors the CPU has (AVX-512, AVX2, else the x86-64 baseline's SSE2). Every operation is a
+    /// correctly rounded IEEE one (multiply, add, divide, square root; LLVM fuses none of them
+    /// into an FMA unless told to), so each width writes the same bytes; the test
+    /// `the_vectorized_adam_updates_write_the_bytes_of_the_portable_one` checks it.
+    pub fn adam_update = adam_update_portable, adam_update_avx512, adam_update_avx2
+        (p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step: f32, sqrt_bc2: f32)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn adam_update_avx512(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step: f32, sqrt_bc2: f32) {
-    adam_update_portable(p, g, m, v, step, sqrt_bc2)
+on_the_widest_vectors! {
+    /// `adam_update` of the parameters `from`, written to `to` (`from` is left as it was): a copy
+    /// and an update in one pass.
+    pub fn adam_update_to = adam_update_to_portable, adam_update_to_avx512, adam_update_to_avx2
+        (from: &[f32], to: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step: f32, sqrt_bc2: f32)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn adam_update_avx2(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step: f32, sqrt_bc2: f32) {
-    adam_update_portable(p, g, m, v, step, sqrt_bc2)
+on_the_widest_vectors! {
+    /// Two `adam_update`s with a zero gradient where the first one's new parameters are never
+    /// read: the first step's moment decay, then the second step (`step`, `sqrt_bc2` are the
+    /// second step's) on `p`. The same bytes as both updates, with one pass over the memory.
+    pub fn adam_update_idle_then = adam_update_idle_then_portable, adam_update_idle_then_avx512,
+        adam_update_idle_then_avx2 (p: &mut [f32], m: &mut [f32], v: &mut [f32], step: f32, sqrt_bc2: f32)
 }
 
 /// The vector extension `adam_update` runs on this CPU: "avx512" (AVX-512F), "avx2" or
@@ -238,15 +288,54 @@ pub fn adam_update_width() -> &'static str {
     "portable"
 }
 
+/// One Adam moment update with gradient `g` (both moments flushed, `flush_subnormal`).
+#[inline(always)]
+fn adam_moments(g: f32, m: &mut f32, v: &mut f32) {
+    let (b1, b2) = (0.9f32, 0.999f32);
+    *m = flush_subnormal(b1 * *m + (1.0 - b1) * g);
+    *v = flush_subnormal(b2 * *v + (1.0 - b2) * g * g);
+}
+
+/// The amount Adam subtracts from a parameter with (updated) moments `m`, `v`.
+#[inline(always)]
+fn adam_delta(m: f32, v: f32, step: f32, sqrt_bc2: f32) -> f32 {
+    step * m / (v.sqrt() / sqrt_bc2 + 1e-8)
+}
+
 /// The update in plain Rust, compiled for whatever target features its caller has (the x86-64
 /// baseline's SSE2 when called from outside this file): the reference the wider versions equal.
 #[inline(always)]
 pub fn adam_update_portable(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], step: f32, sqrt_bc2: f32) {
-    let (b1, b2) = (0.9f32, 0.999f32);
     for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-        *m = flush_subnormal(b1 * *m + (1.0 - b1) * g);
-        *v = flush_subnormal(b2 * *v + (1.0 - b2) * g * g);
-        *p -= step * *m / (v.sqrt() / sqrt_bc2 + 1e-8);
+        adam_moments(g, m, v);
+        *p -= adam_delta(*m, *v, step, sqrt_bc2);
+    }
+}
+
+#[inline(always)]
+fn adam_update_to_portable(
+    from: &[f32],
+    to: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    step: f32,
+    sqrt_bc2: f32,
+) {
+    let n = from.len();
+    assert!(to.len() == n && g.len() == n && m.len() == n && v.len() == n);
+    for ((((&p, to), &g), m), v) in from.iter().zip(to.iter_mut()).zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        adam_moments(g, m, v);
+        *to = p - adam_delta(*m, *v, step, sqrt_bc2);
+    }
+}
+
+#[inline(always)]
+fn adam_update_idle_then_portable(p: &mut [f32], m: &mut [f32], v: &mut [f32], step: f32, sqrt_bc2: f32) {
+    for ((p, m), v) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()) {
+        adam_moments(0.0, m, v);
+        adam_moments(0.0, m, v);
+        *p -= adam_delta(*m, *v, step, sqrt_bc2);
     }
 }
 
@@ -344,11 +433,32 @@ fn pairs(rng: &mut ChaCha8Rng, d: &ShardData, t: usize, positives: &[u32], pool:
 
 /// Loss of one user's pairs under the flat parameters `flat`.
 fn user_loss(model: &TwoTower, flat: &Tensor, user: u32, pr: &Pairs, margin: f64) -> Tensor {
+    user_loss_at(model, &model.params.views(flat), user, pr, margin, None)
+}
+
+/// The items of a user's pairs in the order the loss reads them: positives, uniform negatives,
+/// in-batch negatives.
+fn pair_items(pr: &Pairs) -> Vec<i64> {
+    pr.pos.iter().chain(&pr.uniform).chain(&pr.in_batch).copied().collect()
+}
+
+/// `user_loss` under the parameters `p`, with the lookup tables read at the given (user side,
+/// item side) rows where given (`TwoTower::user_vectors_at`).
+fn user_loss_at(
+    model: &TwoTower,
+    p: &[Tensor],
+    user: u32,
+    pr: &Pairs,
+    margin: f64,
+    table_rows: Option<(&[Tensor], &[Tensor])>,
+) -> Tensor {
     let device = model.device;
-    let p = &model.params.views(flat);
-    let u = model.user_vectors(p, &Tensor::from_slice(&[user as i64]).to_device(device));
-    let items: Vec<i64> = pr.pos.iter().chain(&pr.uniform).chain(&pr.in_batch).copied().collect();
-    let v = model.item_vectors(p, &Tensor::from_slice(&items).to_device(device));
+    let users = Tensor::from_slice(&[user as i64]).to_device(device);
+    let items = Tensor::from_slice(&pair_items(pr)).to_device(device);
+    let (u, v) = match table_rows {
+        None => (model.user_vectors(p, &users), model.item_vectors(p, &items)),
+        Some((at_u, at_i)) => (model.user_vectors_at(p, &users, at_u), model.item_vectors_at(p, &items, at_i)),
+    };
     let s = v.matmul(&u.transpose(0, 1)).squeeze_dim(1);
     let n = pr.pos.len() as i64;
     let pos = s.narrow(0, 0, n);
@@ -451,6 +561,43 @@ pub fn train_epoch(
     seed: u64,
     epoch: usize,
 ) -> f64 {
+    let form = FomamlForm::for_device(model.device);
+    train_epoch_in(model, d, cfg, adam, seed, epoch, form)
+}
+
+/// How `fomaml` takes a user's two Adam steps. Both forms write the same bytes on the CPU (test
+/// `fomaml_row_sparse_trains_the_bytes_of_the_dense_steps`); `train_epoch` picks `RowSparse` on
+/// the CPU and `Dense` elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FomamlForm {
+    /// Each step over every parameter, as the reference writes it.
+    Dense,
+    /// The lookup tables' rows that none of the user's pairs reads skip the inner step's new
+    /// weights and take both steps in one pass (`RowSparse`); CPU only.
+    RowSparse,
+}
+
+impl FomamlForm {
+    /// `RowSparse` on the CPU, `Dense` on CUDA.
+    pub fn for_device(device: tch::Device) -> FomamlForm {
+        if device == tch::Device::Cpu {
+            FomamlForm::RowSparse
+        } else {
+            FomamlForm::Dense
+        }
+    }
+}
+
+/// `train_epoch` with `fomaml`'s steps taken in the given form.
+pub fn train_epoch_in(
+    model: &mut TwoTower,
+    d: &ShardData,
+    cfg: &TrainConfig,
+    adam: &mut Adam,
+    seed: u64,
+    epoch: usize,
+    form: FomamlForm,
+) -> f64 {
     if cfg.starts_after_warmup(epoch) {
         *adam = Adam::new(&model.params.flat, cfg.learning_rate);
     }
@@ -463,6 +610,8 @@ pub fn train_epoch(
     order.shuffle(&mut rng);
     let mut total = 0.0;
     let mut steps = 0usize;
+    let mut row_sparse =
+        (algorithm == Algorithm::Fomaml && form == FomamlForm::RowSparse).then(|| RowSparse::new(model));
     for batch in order.chunks(cfg.batch_size) {
         let pool: Vec<(usize, u32)> =
             batch.iter().flat_map(|&t| d.support[t].iter().chain(&d.query[t]).map(move |&i| (t, i))).collect();
@@ -484,6 +633,19 @@ pub fn train_epoch(
                 adam.step(&mut model.params.flat, &g);
                 total += loss.double_value(&[]);
                 steps += 1;
+            }
+            Algorithm::Fomaml if row_sparse.is_some() => {
+                let rs = row_sparse.as_mut().expect("checked");
+                // The outer steps go straight to the model's own vector: nothing reads it before
+                // the batch ends.
+                let start = model.params.copy().set_requires_grad(true);
+                for &t in batch {
+                    let s = pairs(&mut rng, d, t, &d.support[t], &pool);
+                    let q = pairs(&mut rng, d, t, &d.query[t], &pool);
+                    let lq = rs.user_steps(model, adam, &start, d.users[t], &s, &q, cfg);
+                    total += lq * cfg.batch_size as f64;
+                    steps += 1;
+                }
             }
             Algorithm::Fomaml => {
                 // The outer weights live in `outer` and take their Adam steps there; the model's
@@ -602,6 +764,188 @@ pub fn train_epoch(
     }
 }
 
+/// FOMAML's two Adam steps per user on the CPU, row-sparse in the lookup tables
+/// (`FomamlForm::RowSparse`).
+///
+/// In the dense form both steps pass over every parameter, though a user's pairs read only a few
+/// rows of each lookup table (the user's own row on the user side, their pairs' items on the item
+/// side). Every other row gets a zero gradient in both steps, so Adam only decays its moments and
+/// moves it by them; and the inner step's new values of such a row are never read (the query
+/// pass reads only the query pairs' rows, and the next user starts from the batch-start weights
+/// again). So here the two forward passes read each table through a compact copy of the rows the
+/// user's pairs use, the inner step writes the dense parameters and those rows only, and every
+/// other row takes both steps' moment decays and the outer step in one pass
+/// (`adam_update_idle_then`). Every value read again goes through the same operations in the
+/// same order as in the dense form, so the bytes are the same; the passes over the tables' memory
+/// drop from two full Adam updates, two copies and two gradient fills to one.
+struct RowSparse {
+    tables: Vec<Table>,
+    /// How many of `tables` are on the user side (they come first).
+    user_tables: usize,
+    /// Every parameter that is not a lookup table: (index, offset, length) in the flat vector.
+    dense: Vec<(usize, usize, usize)>,
+    /// The inner step's weights: only the dense parameters' part is written and read.
+    adapted: Tensor,
+}
+
+/// A lookup table among the flat parameters.
+struct Table {
+    param: usize,
+    offset: usize,
+    width: usize,
+    rows: usize,
+    user_side: bool,
+    /// The row of every entity (user or item) of the side.
+    row_of: Vec<i64>,
+}
+
+impl RowSparse {
+    fn new(model: &TwoTower) -> RowSparse {
+        let p = &model.params;
+        let mut tables = Vec::new();
+        for user_side in [true, false] {
+            for (param, row_of) in model.table_rows(user_side) {
+                let shape = &p.shapes[param];
+                let (rows, width) = (shape[0] as usize, shape[1] as usize);
+                tables.push(Table { param, offset: p.offsets[param] as usize, width, rows, user_side, row_of });
+            }
+        }
+        let user_tables = tables.iter().filter(|t| t.user_side).count();
+        let dense = (0..p.shapes.len())
+            .filter(|k| tables.iter().all(|t| t.param != *k))
+            .map(|k| (k, p.offsets[k] as usize, p.shapes[k].iter().product::<i64>() as usize))
+            .collect();
+        let adapted = tch::no_grad(|| p.flat.zeros_like()).set_requires_grad(true);
+        RowSparse { tables, user_tables, dense, adapted }
+    }
+
+    /// One user's inner step from `start` (the batch-start weights, requiring grad) on support
+    /// pairs `s`, and outer step on the model's own weights from query pairs `q`; returns the
+    /// query loss / batch size, as the dense form's `lq`.
+    #[allow(clippy::too_many_arguments)]
+    fn user_steps(
+        &mut self,
+        model: &TwoTower,
+        adam: &mut Adam,
+        start: &Tensor,
+        user: u32,
+        s: &Pairs,
+        q: &Pairs,
+        cfg: &TrainConfig,
+    ) -> f64 {
+        let (s_items, q_items) = (pair_items(s), pair_items(q));
+        // Per table: the rows either pass reads (ascending), and each lookup's position among them.
+        let (mut used, mut at_s, mut at_q) = (Vec::new(), Vec::new(), Vec::new());
+        for tab in &self.tables {
+            let rows_of = |items: &[i64]| -> Vec<i64> {
+                if tab.user_side {
+                    vec![tab.row_of[user as usize]]
+                } else {
+                    items.iter().map(|&i| tab.row_of[i as usize]).collect()
+                }
+            };
+            let (rs, rq) = (rows_of(&s_items), rows_of(&q_items));
+            let mut u: Vec<i64> = rs.iter().chain(&rq).copied().collect();
+            u.sort_unstable();
+            u.dedup();
+            let position = |rows: &[i64]| {
+                let at: Vec<i64> = rows.iter().map(|r| u.binary_search(r).expect("a used row") as i64).collect();
+                Tensor::from_slice(&at)
+            };
+            at_s.push(position(&rs));
+            at_q.push(position(&rq));
+            used.push(u);
+        }
+        let ut = self.user_tables;
+        // SAFETY (every `floats` below): the batch-start weights are only read; the moments, the
+        // adapted weights and the model's weights are written only here, between the passes,
+        // while no libtorch op runs on them (the views that read `adapted` and `start` are made
+        // after the writes, or only read).
+        let start_w: &[f32] = unsafe { floats(start) };
+
+        // Support pass at the batch-start weights, tables through compact copies.
+        let compact = |tab: &Table, rows: &[i64]| -> Vec<f32> {
+            let w = tab.width;
+            rows.iter().flat_map(|&r| &start_w[tab.offset + r as usize * w..][..w]).copied().collect()
+        };
+        let leaves: Vec<Tensor> = self
+            .tables
+            .iter()
+            .zip(&used)
+            .map(|(tab, u)| Tensor::from_slice(&compact(tab, u)).set_requires_grad(true))
+            .collect();
+        // A pass's loss (divided by `divisor`) and its gradients: every dense parameter's, then
+        // every table's compact rows'.
+        let loss = |p: Vec<Tensor>, leaves: &[Tensor], at: &[Tensor], pr: &Pairs, divisor: Option<f64>| {
+            let mut p = p;
+            for ((tab, leaf), u) in self.tables.iter().zip(leaves).zip(&used) {
+                p[tab.param] = leaf.view([u.len() as i64, tab.width as i64]);
+            }
+            let l = user_loss_at(model, &p, user, pr, cfg.margin, Some((&at[..ut], &at[ut..])));
+            let l = match divisor {
+                Some(by) => l / by,
+                None => l,
+            };
+            let inputs: Vec<&Tensor> = self.dense.iter().map(|&(k, _, _)| &p[k]).chain(leaves).collect();
+            let grads: Vec<Tensor> = Tensor::run_backward(&[&l], &inputs, false, false)
+                .into_iter()
+                .zip(&inputs)
+                .map(|(g, x)| if g.defined() { g.contiguous() } else { x.zeros_like() })
+                .collect();
+            (l, grads)
+        };
+        let (_, g) = loss(model.params.views(start), &leaves, &at_s, s, None);
+
+        // Inner step: the dense parameters into `adapted`, the used rows into compact copies.
+        let ((step, sqrt_bc2), outer_step) = (adam.advance_cpu(), adam.advance_cpu());
+        let (m, v) = unsafe { (floats(&adam.m), floats(&adam.v)) };
+        {
+            let adapted = unsafe { floats(&self.adapted) };
+            for (&(_, o, n), g) in self.dense.iter().zip(&g) {
+                let (from, to, g) = (&start_w[o..o + n], &mut adapted[o..o + n], unsafe { floats(g) });
+                adam_update_to(from, to, g, &mut m[o..o + n], &mut v[o..o + n], step, sqrt_bc2);
+            }
+        }
+        let nd = self.dense.len();
+        let mut leaves = Vec::with_capacity(self.tables.len());
+        for ((tab, u), g) in self.tables.iter().zip(&used).zip(&g[nd..]) {
+            let (w, g) = (tab.width, unsafe { floats(g) });
+            let mut out = vec![0f32; u.len() * w];
+            for (j, &r) in u.iter().enumerate() {
+                let a = tab.offset + r as usize * w;
+                let (to, gj) = (&mut out[j * w..(j + 1) * w], &g[j * w..(j + 1) * w]);
+                adam_update_to(&start_w[a..a + w], to, gj, &mut m[a..a + w], &mut v[a..a + w], step, sqrt_bc2);
+            }
+            leaves.push(Tensor::from_slice(&out).set_requires_grad(true));
+        }
+
+        // Query pass at the adapted weights, divided by the batch size.
+        let (lq, g) = loss(model.params.views(&self.adapted), &leaves, &at_q, q, Some(cfg.batch_size as f64));
+
+        // Outer step on the model's weights; rows no pass read take both steps here.
+        let (step, sqrt_bc2) = outer_step;
+        let outer = unsafe { floats(&model.params.flat) };
+        for (&(_, o, n), g) in self.dense.iter().zip(&g) {
+            adam_update(&mut outer[o..o + n], unsafe { floats(g) }, &mut m[o..o + n], &mut v[o..o + n], step, sqrt_bc2);
+        }
+        for ((tab, u), g) in self.tables.iter().zip(&used).zip(&g[nd..]) {
+            let (w, g) = (tab.width, unsafe { floats(g) });
+            // The rows between used ones (and after the last: `tab.rows` ends the list) idle.
+            let mut from = 0usize;
+            for (j, r) in u.iter().map(|&r| r as usize).chain([tab.rows]).enumerate() {
+                let (a, b) = (tab.offset + from * w, tab.offset + r * w);
+                adam_update_idle_then(&mut outer[a..b], &mut m[a..b], &mut v[a..b], step, sqrt_bc2);
+                if r < tab.rows {
+                    let gj = &g[j * w..(j + 1) * w];
+                    adam_update(&mut outer[b..b + w], gj, &mut m[b..b + w], &mut v[b..b + w], step, sqrt_bc2);
+                }
+                from = r + 1;
+            }
+        }
+        lq.double_value(&[])
+    }
+}
+
 /// Shard-local validation HR@10: each user's validation item ranked by this shard's model
 /// among all items, the user's rows in this shard masked.
 pub fn shard_validation_hr10(model: &TwoTower, d: &ShardData) -> Option<f64> {
@@ -678,13 +1022,11 @@ mod tests {
         (p - step * m / (v.sqrt() / sqrt_bc2 + 1e-8), m, v)
     }
 
-    #[test]
-    fn the_vectorized_adam_updates_write_the_bytes_of_the_portable_one() {
-        // Seeded values over the ranges a training run holds: weights, gradients that are often
-        // exactly zero, moments down to the subnormal range; a length that leaves a remainder
-        // after every vector width.
+    /// Seeded (weights, gradients, first moments, second moments) over the ranges a training
+    /// run holds: gradients that are often exactly zero, moments down to the subnormal range; a
+    /// length that leaves a remainder after every vector width.
+    fn adam_case(n: usize) -> [Vec<f32>; 4] {
         let mut rng = ChaCha8Rng::seed_from_u64(11);
-        let n = 4099;
         let mut draw = |scale: f32, zero_share: f64| -> Vec<f32> {
             (0..n)
                 .map(|_| {
@@ -699,6 +1041,74 @@ mod tests {
         };
         let (p0, g0, m0) = (draw(2.0, 0.0), draw(1.0, 0.6), draw(1e-2, 0.1));
         let v0: Vec<f32> = draw(1e-4, 0.1).into_iter().map(f32::abs).collect();
+        [p0, g0, m0, v0]
+    }
+
+    fn assert_same_bits(what: &str, a: &[f32], b: &[f32]) {
+        let differ = a.iter().zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+        assert_eq!((differ, a.len()), (0, b.len()), "{what}: {differ} of {} values differ", a.len());
+    }
+
+    const ADAM_STEPS: [(f32, f32); 3] = [(1e-3, 0.0447), (2e-4 / 0.1, 0.031622775), (1e-2, 1.0)];
+
+    /// `adam_update_to` equals a copy then `adam_update`; `adam_update_idle_then` equals two
+    /// `adam_update`s with a zero gradient (the first one's weights thrown away); at every vector
+    /// width this CPU has.
+    #[test]
+    fn the_fused_adam_passes_write_the_bytes_of_plain_updates() {
+        let n = 4099;
+        let [p0, g0, m0, v0] = adam_case(n);
+        type To = fn(&[f32], &mut [f32], &[f32], &mut [f32], &mut [f32], f32, f32);
+        type Idle = fn(&mut [f32], &mut [f32], &mut [f32], f32, f32);
+        let mut widths: Vec<(&str, To, Idle)> = vec![
+            ("dispatched", adam_update_to, adam_update_idle_then),
+            ("portable", adam_update_to_portable, adam_update_idle_then_portable),
+        ];
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY (all): called only where the CPU has the feature.
+            if std::is_x86_feature_detected!("avx2") {
+                widths.push((
+                    "avx2",
+                    |a, b, g, m, v, s, c| unsafe { adam_update_to_avx2(a, b, g, m, v, s, c) },
+                    |p, m, v, s, c| unsafe { adam_update_idle_then_avx2(p, m, v, s, c) },
+                ));
+            }
+            if std::is_x86_feature_detected!("avx512f") {
+                widths.push((
+                    "avx512",
+                    |a, b, g, m, v, s, c| unsafe { adam_update_to_avx512(a, b, g, m, v, s, c) },
+                    |p, m, v, s, c| unsafe { adam_update_idle_then_avx512(p, m, v, s, c) },
+                ));
+            }
+        }
+        let zero = vec![0f32; n];
+        for (step, sqrt_bc2) in ADAM_STEPS {
+            let (mut p1, mut m1, mut v1) = (p0.clone(), m0.clone(), v0.clone());
+            adam_update_portable(&mut p1, &g0, &mut m1, &mut v1, step, sqrt_bc2);
+            let (mut p2, mut m2, mut v2) = (p0.clone(), m0.clone(), v0.clone());
+            adam_update_portable(&mut p0.clone(), &zero, &mut m2, &mut v2, step * 1.5, sqrt_bc2 * 0.5);
+            adam_update_portable(&mut p2, &zero, &mut m2, &mut v2, step, sqrt_bc2);
+            assert!(p2.iter().zip(&p0).filter(|(a, b)| a != b).count() > n / 2, "idle rows move too");
+            for (width, to, idle) in &widths {
+                let (mut out, mut m, mut v) = (vec![7f32; n], m0.clone(), v0.clone());
+                to(&p0, &mut out, &g0, &mut m, &mut v, step, sqrt_bc2);
+                for (name, a, b) in [("p", &p1, &out), ("m", &m1, &m), ("v", &v1, &v)] {
+                    assert_same_bits(&format!("{width} adam_update_to {name} at step {step}"), a, b);
+                }
+                let (mut p, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
+                idle(&mut p, &mut m, &mut v, step, sqrt_bc2);
+                for (name, a, b) in [("p", &p2, &p), ("m", &m2, &m), ("v", &v2, &v)] {
+                    assert_same_bits(&format!("{width} adam_update_idle_then {name} at step {step}"), a, b);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_vectorized_adam_updates_write_the_bytes_of_the_portable_one() {
+        let n = 4099;
+        let [p0, g0, m0, v0] = adam_case(n);
         type Update = fn(&mut [f32], &[f32], &mut [f32], &mut [f32], f32, f32);
         let mut updates: Vec<(&str, Update)> = vec![("dispatched", adam_update)];
         #[cfg(target_arch = "x86_64")]
@@ -711,7 +1121,7 @@ mod tests {
                 updates.push(("avx512", |p, g, m, v, s, b| unsafe { adam_update_avx512(p, g, m, v, s, b) }));
             }
         }
-        for (step, sqrt_bc2) in [(1e-3f32, 0.0447f32), (2e-4 / 0.1, 1e-3f32.sqrt()), (1e-2, 1.0)] {
+        for (step, sqrt_bc2) in ADAM_STEPS {
             let (mut p1, mut m1, mut v1) = (p0.clone(), m0.clone(), v0.clone());
             adam_update_portable(&mut p1, &g0, &mut m1, &mut v1, step, sqrt_bc2);
             assert!(p1.iter().zip(&p0).filter(|(a, b)| a != b).count() > n / 2, "the update moves weights");
@@ -719,8 +1129,7 @@ mod tests {
                 let (mut p2, mut m2, mut v2) = (p0.clone(), m0.clone(), v0.clone());
                 update(&mut p2, &g0, &mut m2, &mut v2, step, sqrt_bc2);
                 for (name, a, b) in [("p", &p1, &p2), ("m", &m1, &m2), ("v", &v1, &v2)] {
-                    let differ = a.iter().zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
-                    assert_eq!(differ, 0, "{width} {name}: {differ} of {n} values differ at step {step}");
+                    assert_same_bits(&format!("{width} {name} at step {step}"), a, b);
                 }
             }
         }

@@ -6,7 +6,7 @@ use common::*;
 use eemu::config::{Algorithm, Config};
 use eemu::data::synth::SynthFormat;
 use eemu::engine::{train_and_save, TRAIN_LOG_FILE};
-use eemu::store::{Store, MODEL_FILE};
+use eemu::store::{Manifest, Prepared, Store, MODEL_FILE};
 use tch::Device;
 
 fn tiny(algorithm: Algorithm) -> Config {
@@ -15,12 +15,19 @@ fn tiny(algorithm: Algorithm) -> Config {
     c
 }
 
-fn trained_model_bytes(dir: &std::path::Path, config: &Config, shard: usize) -> Vec<u8> {
+/// Synthetic data ingested under `config` into a store in `dir`: the store, its manifest and
+/// prepared data; libtorch on one thread, as the engine trains a shard.
+fn ingested(dir: &std::path::Path, config: &Config) -> (Store, Manifest, Prepared) {
     let files = synth_files(&dir.join("in"), SynthFormat::Csv, 11);
     let store = Store::new(dir.join("store"));
     ingest_into(store.root(), &files, config).unwrap();
     let (manifest, prepared) = store.load().unwrap();
     tch::set_num_threads(1);
+    (store, manifest, prepared)
+}
+
+fn trained_model_bytes(dir: &std::path::Path, config: &Config, shard: usize) -> Vec<u8> {
+    let (store, manifest, prepared) = ingested(dir, config);
     train_and_save(&store, &prepared, &manifest.shards[shard], Device::Cpu).unwrap();
     let dir = store.shard_dir(shard, &manifest.shards[shard].lineage);
     assert!(dir.join(TRAIN_LOG_FILE).is_file());
@@ -82,11 +89,7 @@ fn the_training_log_records_every_epoch() {
 /// Parameters after one epoch of shard 0 with `config`'s training settings.
 fn one_epoch(config: &Config) -> Vec<f32> {
     let dir = tempfile::tempdir().unwrap();
-    let files = synth_files(&dir.path().join("in"), SynthFormat::Csv, 11);
-    let store = Store::new(dir.path().join("store"));
-    ingest_into(store.root(), &files, config).unwrap();
-    let (_, prepared) = store.load().unwrap();
-    tch::set_num_threads(1);
+    let (_, _, prepared) = ingested(dir.path(), config);
     let data = eemu::train::ShardData::from_prepared(&prepared, Some(0));
     let mut model = data.new_model(&prepared, Device::Cpu);
     let mut adam = eemu::train::Adam::new(&model.params.flat, config.train.learning_rate);
@@ -146,11 +149,7 @@ fn the_batched_inner_loop_equals_the_per_user_one_where_the_math_says_so() {
 fn adaptation_steps_by_adapt_learning_rate_not_by_the_training_one() {
     let dir = tempfile::tempdir().unwrap();
     let config = tiny(Algorithm::Fomaml);
-    let files = synth_files(&dir.path().join("in"), SynthFormat::Csv, 11);
-    let store = Store::new(dir.path().join("store"));
-    ingest_into(store.root(), &files, &config).unwrap();
-    let (_, prepared) = store.load().unwrap();
-    tch::set_num_threads(1);
+    let (_, _, prepared) = ingested(dir.path(), &config);
     let model = eemu::train::ShardData::from_prepared(&prepared, Some(0)).new_model(&prepared, Device::Cpu);
     let history = eemu::infer::History::new(&prepared);
     let users: Vec<u32> = (0..8).collect();
@@ -184,11 +183,7 @@ fn a_warm_up_trains_plain_then_hands_over_with_a_fresh_adam() {
     let dir = tempfile::tempdir().unwrap();
     let mut warm = tiny(Algorithm::Fomaml);
     (warm.train.epochs, warm.train.warmup_epochs, warm.train.warmup_learning_rate) = (3, 2, 5e-3);
-    let files = synth_files(&dir.path().join("in"), SynthFormat::Csv, 11);
-    let store = Store::new(dir.path().join("store"));
-    ingest_into(store.root(), &files, &warm).unwrap();
-    let (_, prepared) = store.load().unwrap();
-    tch::set_num_threads(1);
+    let (_, _, prepared) = ingested(dir.path(), &warm);
     let data = ShardData::from_prepared(&prepared, Some(0));
     let flat = |m: &eemu::model::TwoTower| Vec::<f32>::try_from(m.params.flat.detach().flatten(0, -1)).unwrap();
 
@@ -216,4 +211,38 @@ fn a_warm_up_trains_plain_then_hands_over_with_a_fresh_adam() {
     let mut carried = Adam::from_state(warm.train.learning_rate, adam.step_count(), m.copy(), v.copy());
     train_epoch(&mut by_hand, &data, &meta, &mut carried, warm.seed, 3);
     assert!(flat(&model) != flat(&by_hand), "the algorithm must start with a fresh Adam");
+}
+
+/// FOMAML's row-sparse CPU steps (the form `train_epoch` takes on the CPU) write the bytes of
+/// the dense steps: the weights, Adam's moments and its step count after three epochs, on a
+/// shard whose sides have lookup tables, multi-hot and dense features; and the same losses.
+#[test]
+fn fomaml_row_sparse_trains_the_bytes_of_the_dense_steps() {
+    use eemu::train::{train_epoch_in, Adam, FomamlForm, ShardData};
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny(Algorithm::Fomaml);
+    let (_, _, prepared) = ingested(dir.path(), &config);
+    let data = ShardData::from_prepared(&prepared, Some(1));
+    let floats = |t: &tch::Tensor| Vec::<f32>::try_from(t.detach().flatten(0, -1)).unwrap();
+    let run = |form: FomamlForm| {
+        let mut model = data.new_model(&prepared, Device::Cpu);
+        let mut adam = Adam::new(&model.params.flat, config.train.learning_rate);
+        let losses: Vec<f64> = (1..=3)
+            .map(|epoch| train_epoch_in(&mut model, &data, &config.train, &mut adam, config.seed, epoch, form))
+            .collect();
+        let (m, v) = adam.moments();
+        (losses, adam.step_count(), [floats(&model.params.flat), floats(m), floats(v)])
+    };
+    let initial = floats(&data.new_model(&prepared, Device::Cpu).params.flat);
+    let (dense_losses, dense_steps, dense) = run(FomamlForm::Dense);
+    let (sparse_losses, sparse_steps, sparse) = run(FomamlForm::RowSparse);
+    let moved = dense[0].iter().zip(&initial).filter(|(a, b)| a != b).count();
+    assert!(moved > initial.len() / 2, "training moves the weights: {moved} of {}", initial.len());
+    assert!(dense_steps > 100, "two Adam steps a user: {dense_steps}");
+    assert_eq!((&sparse_losses, sparse_steps), (&dense_losses, dense_steps));
+    for (name, a, b) in [("weights", &dense[0], &sparse[0]), ("m", &dense[1], &sparse[1]), ("v", &dense[2], &sparse[2])]
+    {
+        let differ = a.iter().zip(b.iter()).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+        assert_eq!(differ, 0, "{name}: {differ} of {} values differ", a.len());
+    }
 }
