@@ -634,8 +634,7 @@ pub fn train_epoch_in(
                 total += loss.double_value(&[]);
                 steps += 1;
             }
-            Algorithm::Fomaml if row_sparse.is_some() => {
-                let rs = row_sparse.as_mut().expect("checked");
+            Algorithm::Fomaml if let Some(rs) = row_sparse.as_mut() => {
                 // The outer steps go straight to the model's own vector: nothing reads it before
                 // the batch ends.
                 let start = model.params.copy().set_requires_grad(true);
@@ -876,8 +875,7 @@ impl RowSparse {
             .collect();
         // A pass's loss (divided by `divisor`) and its gradients: every dense parameter's, then
         // every table's compact rows'.
-        let loss = |p: Vec<Tensor>, leaves: &[Tensor], at: &[Tensor], pr: &Pairs, divisor: Option<f64>| {
-            let mut p = p;
+        let loss = |mut p: Vec<Tensor>, leaves: &[Tensor], at: &[Tensor], pr: &Pairs, divisor: Option<f64>| {
             for ((tab, leaf), u) in self.tables.iter().zip(leaves).zip(&used) {
                 p[tab.param] = leaf.view([u.len() as i64, tab.width as i64]);
             }
