@@ -462,6 +462,9 @@ fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
     if args.adapt_set_sizes.contains(&0) {
         bail!("--adapt-set-sizes: every set size must be at least 1");
     }
+    if args.adapt_negatives.contains(&0) {
+        bail!("--adapt-negatives: every count must be at least 1");
+    }
     let (prepared, split_files) = match &args.train {
         Some(train) => {
             let config = crate::cli::resolve_config(&cli.config)?;
@@ -516,10 +519,12 @@ fn evaluate_command(cli: &Cli, args: &EvaluateArgs) -> Result<String> {
                 steps: &args.adapt_steps,
                 temperatures: &args.adapt_temperatures,
                 set_sizes: &args.adapt_set_sizes,
+                negatives: &args.adapt_negatives,
                 scopes: &args.adapt_scopes,
+                validation_as_negative: args.adapt_validation_as_negative,
             },
             &prepared.config.adapt,
-        ),
+        )?,
         checkpoint_dir: args.checkpoint_dir.clone(),
     };
     if let Some(dir) = &options.checkpoint_dir {

@@ -184,13 +184,17 @@ fn adapted_scores(
 /// Every evaluated user's adaptation set: (items, negatives), in `Targets` order.
 pub type AdaptationSets = Vec<(Vec<i64>, Vec<i64>)>;
 
-/// Adaptation sets of the evaluated users (see [`crate::infer::adaptation_set`]).
-pub fn adaptation_sets(t: &Targets, seed: u64, size: usize, temperature: f64) -> AdaptationSets {
+/// Adaptation sets of the evaluated users under setting `s` (see
+/// [`crate::infer::adaptation_set`]); the validation item is kept out of the negatives unless
+/// `s.validation_as_negative`.
+pub fn adaptation_sets(t: &Targets, seed: u64, s: &AdaptSetting) -> AdaptationSets {
     t.users
         .iter()
         .enumerate()
         .map(|(k, &user)| {
-            crate::infer::adaptation_set(user, &t.train_items[k], t.valid[k], &t.degree, seed, size, temperature)
+            let valid = if s.validation_as_negative { None } else { t.valid[k] };
+            let (degree, items) = (&t.degree, &t.train_items[k]);
+            crate::infer::adaptation_set(user, items, valid, degree, seed, s.set_size, s.negatives, s.temperature)
         })
         .collect()
 }
@@ -223,14 +227,20 @@ pub struct MethodResult {
 }
 
 /// One setting of per-user adaptation: the fresh Adam's step size and its number of steps,
-/// the adaptation set's sampling temperature and size, and the parameters it moves.
+/// the adaptation set's sampling temperature, size and negatives, and the parameters it moves.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct AdaptSetting {
     pub learning_rate: f64,
     pub steps: usize,
     pub temperature: f64,
     pub set_size: usize,
+    /// Uniform negatives drawn into each set (1 to `set_size`; `set_size`: one per item).
+    pub negatives: usize,
     pub scope: AdaptScope,
+    /// Whether the user's validation item may be drawn as a negative, as the test item may.
+    /// False (the reference): it is kept out, which the test item cannot be, so validation then
+    /// never sees the adaptation push its item down.
+    pub validation_as_negative: bool,
 }
 
 /// The values of an adaptation grid to try, each list empty for the config's value.
@@ -240,14 +250,19 @@ pub struct AdaptGrid<'a> {
     pub steps: &'a [usize],
     pub temperatures: &'a [f64],
     pub set_sizes: &'a [usize],
+    /// Negatives drawn per set (each at most the set size); empty: adapt.negatives.
+    pub negatives: &'a [usize],
     pub scopes: &'a [AdaptScope],
+    /// For every setting: see [`AdaptSetting::validation_as_negative`].
+    pub validation_as_negative: bool,
 }
 
 impl AdaptSetting {
-    /// The settings of temperatures x set sizes x scopes x rates x steps, in that order
-    /// (temperatures outermost), duplicates dropped. An empty list stands for the config's value, so with all
-    /// empty the grid is the config's setting alone.
-    pub fn grid(g: &AdaptGrid, c: &AdaptConfig) -> Vec<AdaptSetting> {
+    /// The settings of temperatures x set sizes x negatives x scopes x rates x steps, in that
+    /// order (temperatures outermost), duplicates dropped. An empty list stands for the config's
+    /// value, so with all empty the grid is the config's setting alone. Negatives more than a set
+    /// size are an error.
+    pub fn grid(g: &AdaptGrid, c: &AdaptConfig) -> Result<Vec<AdaptSetting>> {
         fn or<T: Copy>(given: &[T], default: T) -> Vec<T> {
             if given.is_empty() {
                 vec![default]
@@ -258,19 +273,36 @@ impl AdaptSetting {
         let mut grid = Vec::new();
         for &temperature in &or(g.temperatures, c.temperature) {
             for &set_size in &or(g.set_sizes, c.set_size) {
-                for &scope in &or(g.scopes, c.scope) {
-                    for &learning_rate in &or(g.learning_rates, c.learning_rate) {
-                        for &steps in &or(g.steps, c.steps) {
-                            let s = AdaptSetting { learning_rate, steps, temperature, set_size, scope };
-                            if !grid.contains(&s) {
-                                grid.push(s);
+                let default_negatives = if c.negatives == 0 { set_size } else { c.negatives };
+                for &negatives in &or(g.negatives, default_negatives) {
+                    if !(1..=set_size).contains(&negatives) {
+                        bail!(
+                            "adaptation negatives (--adapt-negatives or adapt.negatives) must be 1 to the set size \
+                             ({set_size}), got {negatives}"
+                        );
+                    }
+                    for &scope in &or(g.scopes, c.scope) {
+                        for &learning_rate in &or(g.learning_rates, c.learning_rate) {
+                            for &steps in &or(g.steps, c.steps) {
+                                let s = AdaptSetting {
+                                    learning_rate,
+                                    steps,
+                                    temperature,
+                                    set_size,
+                                    negatives,
+                                    scope,
+                                    validation_as_negative: g.validation_as_negative,
+                                };
+                                if !grid.contains(&s) {
+                                    grid.push(s);
+                                }
                             }
                         }
                     }
                 }
             }
         }
-        grid
+        Ok(grid)
     }
 
     /// The config's own setting.
@@ -280,13 +312,15 @@ impl AdaptSetting {
             steps: c.steps,
             temperature: c.temperature,
             set_size: c.set_size,
+            negatives: c.negatives_drawn(),
             scope: c.scope,
+            validation_as_negative: false,
         }
     }
 
     /// The row name of this setting when it is one candidate of a grid of `method` (`eemu-adapt`
-    /// or `mean-adapt`); the temperature, set size and scope are named only where they differ
-    /// from the config's `c`.
+    /// or `mean-adapt`); the temperature, set size, negatives and scope are named only where they
+    /// differ from the config's `c` (negatives: from one per item when adapt.negatives is 0).
     pub fn method_name(&self, method: &str, c: &AdaptConfig) -> String {
         let mut name = format!("{method}(lr={},steps={}", self.learning_rate, self.steps);
         if self.temperature.to_bits() != c.temperature.to_bits() {
@@ -294,6 +328,10 @@ impl AdaptSetting {
         }
         if self.set_size != c.set_size {
             name.push_str(&format!(",set={}", self.set_size));
+        }
+        let default_negatives = if c.negatives == 0 { self.set_size } else { c.negatives };
+        if self.negatives != default_negatives {
+            name.push_str(&format!(",neg={}", self.negatives));
         }
         if self.scope != c.scope {
             name.push_str(&format!(",scope={}", self.scope.name()));
@@ -643,6 +681,7 @@ fn adapt_grid(
                     steps = r.setting.steps,
                     temperature,
                     set_size,
+                    negatives = pass.negatives,
                     scope = scope.name(),
                     validation_hr10 = format!("{:.4}", Metrics::from_ranks(&r.valid).hr10),
                     "per-user adaptation read back from {from}"
@@ -651,9 +690,14 @@ fn adapt_grid(
             cached
         } else {
             let start = Instant::now();
-            let same_sampling = |s: &AdaptSetting| s.temperature == temperature && s.set_size == set_size;
+            let same_sampling = |s: &AdaptSetting| {
+                s.temperature == temperature
+                    && s.set_size == set_size
+                    && s.negatives == pass.negatives
+                    && s.validation_as_negative == pass.validation_as_negative
+            };
             if !sets_of.as_ref().is_some_and(|(of, _)| same_sampling(of)) {
-                sets_of = Some((pass, adaptation_sets(t, c.seed, set_size, temperature)));
+                sets_of = Some((pass, adaptation_sets(t, c.seed, &pass)));
             }
             let sets = &sets_of.as_ref().expect("just made").1;
             let (mut parts, back): (Vec<Vec<Vec<f32>>>, Vec<TwoTower>) = pool.install(|| {
@@ -673,6 +717,7 @@ fn adapt_grid(
                     steps = setting.steps,
                     temperature,
                     set_size,
+                    negatives = pass.negatives,
                     scope = scope.name(),
                     validation_hr10 = format!("{:.4}", Metrics::from_ranks(&valid).hr10),
                     seconds = format!("{seconds:.0}"),
@@ -867,12 +912,14 @@ pub fn table(results: &[MethodResult]) -> String {
             // One setting: the config's [adapt], or the --adapt-* options where given.
             "the one setting tried".to_string()
         };
+        let validation = if a.validation_as_negative { ", validation item may be a negative" } else { "" };
         s.push_str(&format!(
-            "({method}: adaptation lr={}, steps={}, T={}, set={}, scope={}, {how})\n",
+            "({method}: adaptation lr={}, steps={}, T={}, set={}, neg={}, scope={}{validation}, {how})\n",
             a.learning_rate,
             a.steps,
             a.temperature,
             a.set_size,
+            a.negatives,
             a.scope.name()
         ));
     }
@@ -908,16 +955,18 @@ mod tests {
 
     #[test]
     fn adapt_grid_fills_an_empty_list_with_the_config_value() {
-        let c = AdaptConfig { learning_rate: 2e-4, steps: 1, temperature: 0.01, set_size: 7, scope: AdaptScope::All };
+        let c = AdaptConfig::default();
         let s = |learning_rate: f64, steps: usize| AdaptSetting {
             learning_rate,
             steps,
             temperature: 0.01,
             set_size: 7,
+            negatives: 7,
             scope: AdaptScope::All,
+            validation_as_negative: false,
         };
         let grid = |learning_rates: &[f64], steps: &[usize]| {
-            AdaptSetting::grid(&AdaptGrid { learning_rates, steps, ..AdaptGrid::default() }, &c)
+            AdaptSetting::grid(&AdaptGrid { learning_rates, steps, ..AdaptGrid::default() }, &c).unwrap()
         };
         assert_eq!(grid(&[], &[]), vec![s(2e-4, 1)]);
         assert_eq!(grid(&[], &[]), vec![AdaptSetting::of_config(&c)]);
@@ -934,13 +983,16 @@ mod tests {
                 ..AdaptGrid::default()
             },
             &c,
-        );
+        )
+        .unwrap();
         let t = |temperature: f64, set_size: usize| AdaptSetting {
             learning_rate: 1e-4,
             steps: 1,
             temperature,
             set_size,
+            negatives: set_size,
             scope: AdaptScope::All,
+            validation_as_negative: false,
         };
         assert_eq!(g, vec![t(0.01, 7), t(0.01, 21), t(1.0, 7), t(1.0, 21)]);
         // scopes inside the sampling, outside the rates
@@ -952,13 +1004,16 @@ mod tests {
                 ..AdaptGrid::default()
             },
             &c,
-        );
+        )
+        .unwrap();
         let u = |set_size: usize, scope: AdaptScope, learning_rate: f64| AdaptSetting {
             learning_rate,
             steps: 1,
             temperature: 0.01,
             set_size,
+            negatives: set_size,
             scope,
+            validation_as_negative: false,
         };
         use AdaptScope::{All, User};
         assert_eq!(
@@ -974,12 +1029,42 @@ mod tests {
                 u(21, All, 1e-3)
             ]
         );
+        // negatives inside the set sizes (default: one per item), the validation flag on all
+        let g = AdaptSetting::grid(
+            &AdaptGrid {
+                set_sizes: &[7, 21],
+                negatives: &[3, 7],
+                validation_as_negative: true,
+                ..AdaptGrid::default()
+            },
+            &c,
+        )
+        .unwrap();
+        let n: Vec<(usize, usize, bool)> =
+            g.iter().map(|s| (s.set_size, s.negatives, s.validation_as_negative)).collect();
+        assert_eq!(n, vec![(7, 3, true), (7, 7, true), (21, 3, true), (21, 7, true)]);
+        let n = AdaptSetting::grid(&AdaptGrid { set_sizes: &[7, 21], ..AdaptGrid::default() }, &c).unwrap();
+        assert_eq!(n.iter().map(|s| s.negatives).collect::<Vec<_>>(), vec![7, 21]);
+        let fixed = AdaptConfig { negatives: 5, ..c.clone() };
+        let n = AdaptSetting::grid(&AdaptGrid { set_sizes: &[7, 21], ..AdaptGrid::default() }, &fixed).unwrap();
+        assert_eq!(n.iter().map(|s| s.negatives).collect::<Vec<_>>(), vec![5, 5]);
+        // more negatives than items cannot be paired
+        let e = AdaptSetting::grid(&AdaptGrid { negatives: &[8], ..AdaptGrid::default() }, &c).unwrap_err();
+        assert!(e.to_string().contains("set size (7), got 8"), "{e}");
     }
 
     #[test]
     fn adapt_row_names_give_the_sampling_only_where_it_is_not_the_configs() {
-        let c = AdaptConfig { learning_rate: 2e-4, steps: 1, temperature: 0.01, set_size: 7, scope: AdaptScope::All };
-        let s = AdaptSetting { learning_rate: 1e-4, steps: 3, temperature: 0.01, set_size: 7, scope: AdaptScope::All };
+        let c = AdaptConfig::default();
+        let s = AdaptSetting {
+            learning_rate: 1e-4,
+            steps: 3,
+            temperature: 0.01,
+            set_size: 7,
+            negatives: 7,
+            scope: AdaptScope::All,
+            validation_as_negative: false,
+        };
         assert_eq!(s.method_name("eemu-adapt", &c), "eemu-adapt(lr=0.0001,steps=3)");
         assert_eq!(s.method_name("mean-adapt", &c), "mean-adapt(lr=0.0001,steps=3)");
         assert_eq!(
@@ -987,12 +1072,26 @@ mod tests {
             "eemu-adapt(lr=0.0001,steps=3,T=1)"
         );
         assert_eq!(
-            AdaptSetting { set_size: 21, ..s }.method_name("eemu-adapt", &c),
+            AdaptSetting { set_size: 21, negatives: 21, ..s }.method_name("eemu-adapt", &c),
             "eemu-adapt(lr=0.0001,steps=3,set=21)"
         );
         assert_eq!(
-            AdaptSetting { temperature: 100.0, set_size: 21, ..s }.method_name("eemu-adapt", &c),
+            AdaptSetting { temperature: 100.0, set_size: 21, negatives: 21, ..s }.method_name("eemu-adapt", &c),
             "eemu-adapt(lr=0.0001,steps=3,T=100,set=21)"
+        );
+        // negatives named where they are not one per item (adapt.negatives = 0) or the config's
+        assert_eq!(
+            AdaptSetting { set_size: 21, negatives: 7, ..s }.method_name("eemu-adapt", &c),
+            "eemu-adapt(lr=0.0001,steps=3,set=21,neg=7)"
+        );
+        let seven = AdaptConfig { negatives: 7, ..c.clone() };
+        assert_eq!(
+            AdaptSetting { set_size: 21, negatives: 7, ..s }.method_name("eemu-adapt", &seven),
+            "eemu-adapt(lr=0.0001,steps=3,set=21)"
+        );
+        assert_eq!(
+            AdaptSetting { set_size: 21, negatives: 21, ..s }.method_name("eemu-adapt", &seven),
+            "eemu-adapt(lr=0.0001,steps=3,set=21,neg=21)"
         );
         let user = AdaptSetting { scope: AdaptScope::User, ..s };
         assert_eq!(user.method_name("eemu-adapt", &c), "eemu-adapt(lr=0.0001,steps=3,scope=user)");

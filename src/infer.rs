@@ -153,15 +153,20 @@ impl History {
             &self.degree,
             c.seed,
             c.adapt.set_size,
+            c.adapt.negatives_drawn(),
             c.adapt.temperature,
         )
     }
 }
 
 /// A user's adaptation set (paper Algorithm 2): `size` draws with replacement from the user's
-/// training items with p_i ~ exp((1/d_i - max_j 1/d_j) / T), and as many uniform negatives (not
-/// training items, not the validation item). Keyed by (seed, user): the same set for every shard
-/// and every run over the same data. Empty for a user without training items.
+/// training items with p_i ~ exp((1/d_i - max_j 1/d_j) / T), and `negatives` (1 to `size`)
+/// uniform negatives (not training items, not `validation`), repeated in turn to `size` so that
+/// item i is paired with negative i mod `negatives`. With `negatives == size` (the reference) each
+/// item has its own. Keyed by (seed, user): the same set for every shard and every run over the
+/// same data; the first k negatives are the same for every `negatives` >= k. Empty for a user
+/// without training items.
+#[allow(clippy::too_many_arguments)]
 pub fn adaptation_set(
     user: u32,
     items: &[u32],
@@ -169,8 +174,10 @@ pub fn adaptation_set(
     degree: &[u32],
     seed: u64,
     size: usize,
+    negatives: usize,
     temperature: f64,
 ) -> (Vec<i64>, Vec<i64>) {
+    assert!((1..=size).contains(&negatives), "1 to {size} negatives, got {negatives}");
     let mut rng = stream(seed, user as usize, "adaptation", 0);
     if items.is_empty() {
         return (vec![], vec![]);
@@ -181,7 +188,7 @@ pub fn adaptation_set(
     let pick = WeightedIndex::new(&w).expect("positive weights");
     let pos: Vec<i64> = (0..size).map(|_| items[pick.sample(&mut rng)] as i64).collect();
     let n_items = degree.len() as u32;
-    let neg: Vec<i64> = (0..size)
+    let drawn: Vec<i64> = (0..negatives)
         .map(|_| {
             for _ in 0..10_000 {
                 let i = rng.gen_range(0..n_items);
@@ -193,6 +200,7 @@ pub fn adaptation_set(
             rng.gen_range(0..n_items) as i64
         })
         .collect();
+    let neg = (0..size).map(|i| drawn[i % negatives]).collect();
     (pos, neg)
 }
 
@@ -723,12 +731,35 @@ mod tests {
     fn adaptation_sets_avoid_positives_and_the_validation_item_and_favour_rare_items() {
         // item 0 is rare (degree 1), item 1 common (degree 100): at T = 0.01 only item 0 is drawn.
         let degree = [1u32, 100, 5, 5, 5];
-        let (pos, neg) = adaptation_set(7, &[0, 1], Some(2), &degree, 0, 7, 0.01);
+        let (pos, neg) = adaptation_set(7, &[0, 1], Some(2), &degree, 0, 7, 7, 0.01);
         assert_eq!(pos, vec![0; 7]);
         assert!(neg.iter().all(|&i| i == 3 || i == 4), "{neg:?}");
         // same key, same set; another user, another stream
-        assert_eq!(adaptation_set(7, &[0, 1], Some(2), &degree, 0, 7, 0.01).1, neg);
-        assert!(adaptation_set(7, &[], None, &degree, 0, 7, 0.01).0.is_empty());
+        assert_eq!(adaptation_set(7, &[0, 1], Some(2), &degree, 0, 7, 7, 0.01).1, neg);
+        assert!(adaptation_set(7, &[], None, &degree, 0, 7, 7, 0.01).0.is_empty());
+    }
+
+    #[test]
+    fn fewer_negatives_are_the_first_of_the_full_draw_repeated_in_turn() {
+        let degree = vec![3u32; 200];
+        let items = [5u32, 9, 40];
+        let (pos, full) = adaptation_set(3, &items, Some(7), &degree, 11, 12, 12, 100.0);
+        let (pos3, three) = adaptation_set(3, &items, Some(7), &degree, 11, 12, 3, 100.0);
+        assert_eq!(pos3, pos, "the items do not depend on the number of negatives");
+        assert_eq!(three.len(), 12);
+        for (i, &n) in three.iter().enumerate() {
+            assert_eq!(n, full[i % 3], "negative {i}");
+        }
+        // 12 uniform draws from 196 candidates: some two of the first three differ, or the test
+        // would not see the repetition.
+        assert!(three[0] != three[1] || three[1] != three[2], "{three:?}");
+        assert!(full.iter().all(|&i| !items.contains(&(i as u32)) && i != 7), "{full:?}");
+        // 2,000 draws from 196 candidates: the validation item is kept out, and without one to
+        // keep out, item 7 is a candidate like any other (missed with probability e^-10).
+        let kept_out = adaptation_set(3, &items, Some(7), &degree, 11, 2000, 2000, 100.0).1;
+        assert!(!kept_out.contains(&7));
+        let allowed = adaptation_set(3, &items, None, &degree, 11, 2000, 2000, 100.0).1;
+        assert!(allowed.contains(&7));
     }
 
     /// A two-tower model of 3 users and 6 items, one categorical feature a side, d = 5.

@@ -456,6 +456,7 @@ fn evaluate_rejects_bad_adaptation_settings_by_option_name() {
         ),
         ("--adapt-temperatures", "inf", "got inf"),
         ("--adapt-set-sizes", "7,0", "--adapt-set-sizes: every set size must be at least 1"),
+        ("--adapt-negatives", "3,0", "--adapt-negatives: every count must be at least 1"),
         (
             "--adapt-scopes",
             "user,items",

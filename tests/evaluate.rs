@@ -112,18 +112,19 @@ fn adaptation_grid_reads_each_setting_and_chooses_on_validation() {
         (r, cmp)
     };
     let s = setting;
-    // Two sample their adaptation sets otherwise: nearly uniformly over the history, and 20
-    // items instead of the config's; the next adapts the user side only, the last two each user's
-    // vector alone.
+    // Three sample their adaptation sets otherwise: nearly uniformly over the history, 20
+    // items instead of the config's, and 20 items with 5 negatives; the next adapts the user side
+    // only, the last two each user's vector alone.
     let grid = vec![
         s(1e-12, 1),
         s(3e-2, 1),
         s(3e-2, 3),
         AdaptSetting { temperature: 100.0, ..s(3e-2, 1) },
-        AdaptSetting { set_size: 20, ..s(3e-2, 1) },
+        AdaptSetting { set_size: 20, negatives: 20, ..s(3e-2, 1) },
         AdaptSetting { scope: AdaptScope::User, ..s(3e-2, 1) },
         AdaptSetting { scope: AdaptScope::Vector, ..s(3e-2, 1) },
         AdaptSetting { scope: AdaptScope::Vector, ..s(3e-2, 3) },
+        AdaptSetting { set_size: 20, negatives: 5, ..s(3e-2, 1) },
     ];
     let (rows, compared) = run("grid", s(2e-4, 1), grid.clone());
     let names: Vec<&str> = rows.iter().map(|r| r.method.as_str()).collect();
@@ -135,6 +136,7 @@ fn adaptation_grid_reads_each_setting_and_chooses_on_validation() {
     assert_eq!(candidates[4].method, "eemu-adapt(lr=0.03,steps=1,set=20)");
     assert_eq!(candidates[5].method, "eemu-adapt(lr=0.03,steps=1,scope=user)");
     assert_eq!(candidates[7].method, "eemu-adapt(lr=0.03,steps=3,scope=vector)");
+    assert_eq!(candidates[8].method, "eemu-adapt(lr=0.03,steps=1,set=20,neg=5)");
     // A step of 1e-12 moves no float32 weight: the first candidate ranks as eemu does.
     assert_eq!(candidates[0].test_ranks, rows[1].test_ranks);
     // Each candidate is what an evaluation with that setting in the config gives, so reading 1
@@ -151,7 +153,7 @@ fn adaptation_grid_reads_each_setting_and_chooses_on_validation() {
     assert_ne!(candidates[1].test_ranks, candidates[2].test_ranks, "1 and 3 steps of 3e-2 rank alike");
     assert_ne!(candidates[5].test_ranks, candidates[6].test_ranks, "scopes user and vector rank alike");
     assert_ne!(candidates[6].test_ranks, candidates[7].test_ranks, "1 and 3 vector steps rank alike");
-    for k in [3, 4, 5, 6] {
+    for k in [3, 4, 5, 6, 8] {
         assert_ne!(
             candidates[1].test_ranks, candidates[k].test_ranks,
             "{} ranks as the config's sampling and scope",
@@ -167,19 +169,29 @@ fn adaptation_grid_reads_each_setting_and_chooses_on_validation() {
     assert!(compared.iter().all(|m| !m.starts_with("eemu-adapt(")), "{compared:?}");
     assert!(compared.iter().any(|m| m == "eemu-adapt"), "{compared:?}");
     let text = table(&rows);
-    assert!(text.contains("chosen on validation HR@10 among 8 settings"), "{text}");
+    assert_ne!(candidates[4].test_ranks, candidates[8].test_ranks, "20 and 5 negatives rank alike");
+    assert!(text.contains("chosen on validation HR@10 among 9 settings"), "{text}");
     // The footer names the chosen setting whole, its sampling included.
     let a = rows[2].adaptation.unwrap();
     let footer = format!(
-        "(eemu-adapt: adaptation lr={}, steps={}, T={}, set={}, scope={},",
+        "(eemu-adapt: adaptation lr={}, steps={}, T={}, set={}, neg={}, scope={},",
         a.learning_rate,
         a.steps,
         a.temperature,
         a.set_size,
+        a.negatives,
         a.scope.name()
     );
     assert!(text.contains(&footer), "{text}");
     assert!(text.contains(&candidates[2].method), "{text}");
+    assert!(!text.contains("validation item may be a negative"), "{text}");
+    // With the validation item a candidate negative the row says so, and its sets are drawn
+    // otherwise (a user's draws shift once its validation item is not rejected).
+    let open = AdaptSetting { validation_as_negative: true, ..grid[4] };
+    let (rows, _) = run("open", s(2e-4, 1), vec![open]);
+    assert_eq!(rows[2].adaptation, Some(open));
+    assert!(table(&rows).contains("validation item may be a negative"));
+    assert_ne!(rows[2].test_ranks, candidates[4].test_ranks, "the validation item's place made no difference");
 }
 
 /// Evaluates `methods` for one epoch on a 2-shard tiny store ingested from `files` under
@@ -199,6 +211,7 @@ fn eval_adapt(
     config.adapt.steps = adapt.steps;
     config.adapt.temperature = adapt.temperature;
     config.adapt.set_size = adapt.set_size;
+    config.adapt.negatives = if adapt.negatives == adapt.set_size { 0 } else { adapt.negatives };
     config.adapt.scope = adapt.scope;
     let store = Store::new(dir.join(name));
     ingest_into(store.root(), files, &config).unwrap();

@@ -300,10 +300,18 @@ struct AdaptEntry {
     temperature_bits: Option<u64>,
     #[serde(default)]
     set_size: Option<usize>,
+    /// Negatives drawn per set; absent in files written before they could vary, whose entries
+    /// drew one per item.
+    #[serde(default)]
+    negatives: Option<usize>,
     /// The parameters adapted; absent for `all`, which is what files written before the scope
     /// existed used.
     #[serde(default, skip_serializing_if = "AdaptScope::is_all")]
     scope: AdaptScope,
+    /// Whether the validation item could be drawn as a negative; absent for false, which is what
+    /// files written before the option existed used.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    validation_as_negative: bool,
     valid: Vec<usize>,
     test: Vec<usize>,
     /// Seconds of the pass that produced the entry, up to this step count.
@@ -317,7 +325,9 @@ impl AdaptEntry {
             && self.steps == s.steps
             && self.temperature_bits == Some(s.temperature.to_bits())
             && self.set_size == Some(s.set_size)
+            && self.negatives == Some(s.negatives)
             && self.scope == s.scope
+            && self.validation_as_negative == s.validation_as_negative
     }
 }
 
@@ -381,7 +391,8 @@ impl AdaptCache {
                     entries = f.entries;
                     for e in &mut entries {
                         e.temperature_bits.get_or_insert(c.temperature.to_bits());
-                        e.set_size.get_or_insert(c.set_size);
+                        let set_size = *e.set_size.get_or_insert(c.set_size);
+                        e.negatives.get_or_insert(set_size);
                     }
                 }
                 Ok(_) => tracing::info!(
@@ -418,7 +429,9 @@ impl AdaptCache {
                 steps: r.setting.steps,
                 temperature_bits: Some(r.setting.temperature.to_bits()),
                 set_size: Some(r.setting.set_size),
+                negatives: Some(r.setting.negatives),
                 scope: r.setting.scope,
+                validation_as_negative: r.setting.validation_as_negative,
                 valid: r.valid.clone(),
                 test: r.test.clone(),
                 seconds: r.seconds,
@@ -536,9 +549,8 @@ mod tests {
     #[test]
     fn adaptation_ranks_cached_under_the_earlier_cpu_record_are_read_back_on_that_cpu_only() {
         let dir = tempfile::tempdir().unwrap();
-        let c = AdaptConfig { learning_rate: 2e-4, steps: 1, temperature: 0.01, set_size: 7, scope: AdaptScope::All };
-        let setting =
-            AdaptSetting { learning_rate: 2e-4, steps: 1, temperature: 0.01, set_size: 7, scope: AdaptScope::All };
+        let c = AdaptConfig::default();
+        let setting = AdaptSetting::of_config(&c);
         let weights = Tensor::from_slice(&[0.5f32, -1.0, 2.0]);
         let ranks = AdaptRanks { setting, valid: vec![3, 1], test: vec![0, 7], seconds: 1.0 };
         let earlier = identity(Some("Intel(R) Xeon(R) Processor (avx512f)"));
@@ -557,6 +569,37 @@ mod tests {
         // Other weights on the same CPU are other models.
         let trained_otherwise = Tensor::from_slice(&[0.5f32, -1.0, 2.5]);
         assert!(AdaptCache::open(dir.path(), &here, &[&trained_otherwise], &c).unwrap().get(setting).is_none());
+    }
+
+    #[test]
+    fn adaptation_entries_are_told_apart_by_their_negatives() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = AdaptConfig { set_size: 21, ..AdaptConfig::default() };
+        let weights = Tensor::from_slice(&[0.5f32, -1.0, 2.0]);
+        let here = identity(Some("Intel(R) Xeon(R) Processor (family 6, model 167, avx512f)"));
+        let full = AdaptSetting::of_config(&c);
+        assert_eq!(full.negatives, 21);
+        let few = AdaptSetting { negatives: 3, ..full };
+        let unshielded = AdaptSetting { validation_as_negative: true, ..full };
+        let ranks = |setting, r| AdaptRanks { setting, valid: vec![r], test: vec![r], seconds: 1.0 };
+        let mut cache = AdaptCache::open(dir.path(), &here, &[&weights], &c).unwrap();
+        cache.put(&[ranks(full, 1), ranks(few, 2), ranks(unshielded, 3)]).unwrap();
+        let cache = AdaptCache::open(dir.path(), &here, &[&weights], &c).unwrap();
+        for (setting, r) in [(full, 1), (few, 2), (unshielded, 3)] {
+            assert_eq!(cache.get(setting).expect("cached").valid, vec![r], "{setting:?}");
+        }
+        assert!(cache.get(AdaptSetting { negatives: 4, ..full }).is_none());
+        // A file written before negatives could vary: its entries drew one per item.
+        let path = cache.path().to_path_buf();
+        let mut file: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let entries = file["entries"].as_array_mut().unwrap();
+        entries.retain(|e| e["negatives"] == 21 && e.get("validation_as_negative").is_none());
+        assert_eq!(entries.len(), 1);
+        entries[0].as_object_mut().unwrap().remove("negatives");
+        std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+        let cache = AdaptCache::open(dir.path(), &here, &[&weights], &c).unwrap();
+        assert_eq!(cache.get(full).expect("read as one per item").valid, vec![1]);
+        assert!(cache.get(few).is_none() && cache.get(unshielded).is_none());
     }
 
     #[test]

@@ -246,6 +246,19 @@ pub struct EvaluateArgs {
     /// size other than the config's as set=...
     #[arg(long, value_delimiter = ',', value_name = "SIZES")]
     pub adapt_set_sizes: Vec<usize>,
+    /// Uniform negatives drawn into each adaptation set, to try for eemu-adapt, comma-separated
+    /// (default: adapt.negatives of the config, 0 there meaning one per item, as the reference).
+    /// Each is at most the set size; the set's items are paired with them in turn. Every negative
+    /// may be an item the user will like (the test item is not kept out). Candidate rows name a
+    /// count other than the config's as neg=...
+    #[arg(long, value_delimiter = ',', value_name = "COUNTS")]
+    pub adapt_negatives: Vec<usize>,
+    /// Let each user's validation item be drawn as an adaptation negative, as the test item can
+    /// be. By default it is kept out, as in the reference code; then the adaptation can push the
+    /// test item down but never the validation item, and validation overrates settings that draw
+    /// many negatives. Applies to every setting tried.
+    #[arg(long)]
+    pub adapt_validation_as_negative: bool,
     /// Parameters the per-user adaptation moves, to try for eemu-adapt, comma-separated
     /// (default: adapt.scope of the config): all (both towers, as Algorithm 2 and the
     /// reference), user (the user side only; every item keeps the shard model's vector) or

@@ -117,6 +117,13 @@ pub struct AdaptConfig {
     pub temperature: f64,
     /// Items drawn (with replacement) into a user's adaptation set.
     pub set_size: usize,
+    /// Uniform negatives drawn into a user's adaptation set, paired in turn with its `set_size`
+    /// items (item i with negative i mod `negatives`); at most `set_size`. 0 (the default): one
+    /// per item, as Algorithm 2 and the reference code. Each negative may be an item the user
+    /// will like: the more are drawn, the likelier the adaptation pushes such an item down. Left
+    /// out of the serialized config when 0, so configs written before it existed keep their hash.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub negatives: usize,
     /// Optimizer steps (fresh Adam) on the parameters of `scope`.
     pub steps: usize,
     /// Step size of the fresh Adam of every adaptation: per user (Algorithm 2) and per cluster
@@ -132,7 +139,18 @@ pub struct AdaptConfig {
 
 impl Default for AdaptConfig {
     fn default() -> Self {
-        Self { temperature: 0.01, set_size: 7, steps: 1, learning_rate: 2e-4, scope: AdaptScope::All }
+        Self { temperature: 0.01, set_size: 7, negatives: 0, steps: 1, learning_rate: 2e-4, scope: AdaptScope::All }
+    }
+}
+
+impl AdaptConfig {
+    /// The number of negatives drawn into an adaptation set: `negatives`, or `set_size` for 0.
+    pub fn negatives_drawn(&self) -> usize {
+        if self.negatives == 0 {
+            self.set_size
+        } else {
+            self.negatives
+        }
     }
 }
 
@@ -601,6 +619,12 @@ impl Config {
         if a.set_size == 0 {
             return Err("adapt.set_size must be at least 1".into());
         }
+        if a.negatives > a.set_size {
+            return Err(format!(
+                "adapt.negatives ({}) must not exceed adapt.set_size ({}): each negative is paired with an item",
+                a.negatives, a.set_size
+            ));
+        }
         if a.steps == 0 {
             return Err("adapt.steps must be at least 1".into());
         }
@@ -720,5 +744,17 @@ mod tests {
             let e = Config::parse(&format!("[train]\n{body}\n"), "t.toml").unwrap_err().to_string();
             assert!(e.contains(want) && e.contains("t.toml"), "{e}");
         }
+    }
+
+    #[test]
+    fn adaptation_negatives_default_to_one_per_item_and_keep_the_config_hash() {
+        let plain = Config::default();
+        assert_eq!((plain.adapt.negatives, plain.adapt.negatives_drawn()), (0, 7));
+        let text = serde_json::to_string(&plain).unwrap();
+        assert!(!text.contains("negatives"), "{text}");
+        let few = Config::parse("[adapt]\nset_size = 63\nnegatives = 7\n", "t.toml").expect("valid");
+        assert_eq!(few.adapt.negatives_drawn(), 7);
+        let e = Config::parse("[adapt]\nset_size = 7\nnegatives = 8\n", "t.toml").unwrap_err().to_string();
+        assert!(e.contains("adapt.negatives (8) must not exceed adapt.set_size (7)") && e.contains("t.toml"), "{e}");
     }
 }
