@@ -224,6 +224,10 @@ pub struct MethodResult {
     /// 0-based test rank of every evaluated user (in `Targets` order), for `--ranks-out`.
     #[serde(skip)]
     pub test_ranks: Vec<usize>,
+    /// 0-based validation rank of every evaluated user with a validation item (in `Targets`
+    /// order), for `--ranks-out`.
+    #[serde(skip)]
+    pub validation_ranks: Vec<usize>,
 }
 
 /// One setting of per-user adaptation: the fresh Adam's step size and its number of steps,
@@ -523,7 +527,8 @@ fn run_method(
         );
     }
     progress.finish();
-    let BestEpoch { epoch, validation, test, test_ranks, snapshot, .. } = best.expect("at least one evaluation");
+    let BestEpoch { epoch, validation, test, validation_ranks, test_ranks, snapshot } =
+        best.expect("at least one evaluation");
     let mut models: Vec<TwoTower> = state.into_iter().map(|(_, m, _)| m).collect();
     for (m, s) in models.iter_mut().zip(&snapshot) {
         m.params.load(s);
@@ -540,6 +545,7 @@ fn run_method(
         adaptation: None,
         candidate: false,
         test_ranks,
+        validation_ranks,
     };
     Ok((result, models))
 }
@@ -620,6 +626,7 @@ fn popularity(t: &Targets) -> MethodResult {
         adaptation: None,
         candidate: false,
         test_ranks: test,
+        validation_ranks: valid,
     }
 }
 
@@ -764,6 +771,7 @@ fn derived(base: &MethodResult, method: String, valid: Vec<usize>, test: Vec<usi
     r.validation = Metrics::from_ranks(&valid);
     r.test = Metrics::from_ranks(&test);
     r.test_ranks = test;
+    r.validation_ranks = valid;
     r.validation_curve = vec![];
     r.train_seconds = base.train_seconds + seconds;
     r
@@ -810,7 +818,8 @@ fn batch_ranks(p: &Prepared, t: &Targets, models: &[TwoTower], k: usize) -> Resu
 }
 
 /// Writes one Parquet row per (method, evaluated user): method, original user id, 0-based rank
-/// of the test item over all items (training items masked, ties broken by item order).
+/// of the test item over all items (training items masked, ties broken by item order), and that
+/// of the validation item (`valid_rank`, null for a user without one).
 pub fn write_ranks(path: &std::path::Path, p: &Prepared, t: &Targets, results: &[MethodResult]) -> Result<()> {
     use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
     use arrow::datatypes::{Field, Schema};
@@ -827,11 +836,28 @@ pub fn write_ranks(path: &std::path::Path, p: &Prepared, t: &Targets, results: &
         )),
     };
     let rank = UInt32Array::from_iter_values(results.iter().flat_map(|r| r.test_ranks.iter().map(|&x| x as u32)));
-    let columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(method)), user_id, Arc::new(rank)];
-    let fields: Vec<Field> = ["method", "user_id", "rank"]
+    let mut valid_rank = Vec::with_capacity(method.len());
+    let with_valid = t.valid.iter().filter(|v| v.is_some()).count();
+    for r in results {
+        if r.validation_ranks.len() != with_valid {
+            bail!(
+                "{}: {} validation ranks for {with_valid} users with a validation item",
+                r.method,
+                r.validation_ranks.len()
+            );
+        }
+        let mut ranks = r.validation_ranks.iter();
+        for v in &t.valid {
+            valid_rank.push(v.and_then(|_| ranks.next().map(|&x| x as u32)));
+        }
+    }
+    let valid_rank = UInt32Array::from(valid_rank);
+    let columns: Vec<ArrayRef> =
+        vec![Arc::new(StringArray::from(method)), user_id, Arc::new(rank), Arc::new(valid_rank)];
+    let fields: Vec<Field> = ["method", "user_id", "rank", "valid_rank"]
         .iter()
         .zip(&columns)
-        .map(|(name, c)| Field::new(*name, c.data_type().clone(), false))
+        .map(|(name, c)| Field::new(*name, c.data_type().clone(), *name == "valid_rank"))
         .collect();
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
     crate::store::files::write_parquet_atomic(path, &batch)

@@ -79,6 +79,21 @@ fn every_method_is_evaluated_and_ranks_are_written() {
     assert!(ranks.values().iter().all(|&r| (r as usize) < manifest.dataset.items));
     assert_eq!(batches[0].column_by_name("user_id").unwrap().data_type(), &arrow::datatypes::DataType::Utf8);
     assert!(batches[0].column_by_name("method").unwrap().null_count() == 0);
+    // The validation ranks, method by method (null where a user has no validation item), give
+    // each method's validation HR@10.
+    let valid: Vec<Option<u32>> = batches
+        .iter()
+        .flat_map(|b| b.column_by_name("valid_rank").unwrap().as_primitive::<UInt32Type>().iter().collect::<Vec<_>>())
+        .collect();
+    let per_method = manifest.dataset.test;
+    for (k, r) in results.iter().enumerate() {
+        let got: Vec<usize> =
+            valid[k * per_method..(k + 1) * per_method].iter().flatten().map(|&x| x as usize).collect();
+        assert_eq!(got, r.validation_ranks, "{}", r.method);
+        assert!(!got.is_empty());
+        let hr10 = got.iter().filter(|&&x| x < 10).count() as f64 / got.len() as f64;
+        assert_eq!(hr10, r.validation.hr10, "{}", r.method);
+    }
 }
 
 #[test]

@@ -255,8 +255,7 @@ pub struct EvaluateArgs {
     pub adapt_negatives: Vec<usize>,
     /// Let each user's validation item be drawn as an adaptation negative, as the test item can
     /// be. By default it is kept out, as in the reference code; then the adaptation can push the
-    /// test item down but never the validation item, and validation overrates settings that draw
-    /// many negatives. Applies to every setting tried.
+    /// test item down but never the validation item. Applies to every setting tried.
     #[arg(long)]
     pub adapt_validation_as_negative: bool,
     /// Parameters the per-user adaptation moves, to try for eemu-adapt, comma-separated
@@ -275,7 +274,8 @@ pub struct EvaluateArgs {
     /// JSON file for the results.
     #[arg(long, default_value = "evaluation.json")]
     pub out: PathBuf,
-    /// Parquet file with one row per (method, user): method, user_id, 0-based test rank.
+    /// Parquet file with one row per (method, user): method, user_id, 0-based test rank (`rank`)
+    /// and validation rank (`valid_rank`, null for a user without a validation item).
     #[arg(long, value_name = "FILE")]
     pub ranks_out: Option<PathBuf>,
     /// Folder for checkpoints (created): after every evaluation each trained method's state is
