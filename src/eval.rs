@@ -277,8 +277,7 @@ impl AdaptSetting {
         let mut grid = Vec::new();
         for &temperature in &or(g.temperatures, c.temperature) {
             for &set_size in &or(g.set_sizes, c.set_size) {
-                let default_negatives = if c.negatives == 0 { set_size } else { c.negatives };
-                for &negatives in &or(g.negatives, default_negatives) {
+                for &negatives in &or(g.negatives, c.negatives_for(set_size)) {
                     if !(1..=set_size).contains(&negatives) {
                         bail!(
                             "adaptation negatives (--adapt-negatives or adapt.negatives) must be 1 to the set size \
@@ -333,8 +332,7 @@ impl AdaptSetting {
         if self.set_size != c.set_size {
             name.push_str(&format!(",set={}", self.set_size));
         }
-        let default_negatives = if c.negatives == 0 { self.set_size } else { c.negatives };
-        if self.negatives != default_negatives {
+        if self.negatives != c.negatives_for(self.set_size) {
             name.push_str(&format!(",neg={}", self.negatives));
         }
         if self.scope != c.scope {

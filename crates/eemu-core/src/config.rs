@@ -146,8 +146,14 @@ impl Default for AdaptConfig {
 impl AdaptConfig {
     /// The number of negatives drawn into an adaptation set: `negatives`, or `set_size` for 0.
     pub fn negatives_drawn(&self) -> usize {
+        self.negatives_for(self.set_size)
+    }
+
+    /// The number of negatives drawn into a set of `set_size` items under this config:
+    /// `negatives`, or one per item for 0.
+    pub fn negatives_for(&self, set_size: usize) -> usize {
         if self.negatives == 0 {
-            self.set_size
+            set_size
         } else {
             self.negatives
         }
