@@ -321,6 +321,15 @@ impl AdaptSetting {
         }
     }
 
+    /// Whether `other` draws the same adaptation sets (temperature, set size, negatives and the
+    /// validation item's place), whatever its step size, steps and scope.
+    fn draws_sets_as(&self, other: &AdaptSetting) -> bool {
+        self.temperature == other.temperature
+            && self.set_size == other.set_size
+            && self.negatives == other.negatives
+            && self.validation_as_negative == other.validation_as_negative
+    }
+
     /// The row name of this setting when it is one candidate of a grid of `method` (`eemu-adapt`
     /// or `mean-adapt`); the temperature, set size, negatives and scope are named only where they
     /// differ from the config's `c` (negatives: from one per item when adapt.negatives is 0).
@@ -695,13 +704,7 @@ fn adapt_grid(
             cached
         } else {
             let start = Instant::now();
-            let same_sampling = |s: &AdaptSetting| {
-                s.temperature == temperature
-                    && s.set_size == set_size
-                    && s.negatives == pass.negatives
-                    && s.validation_as_negative == pass.validation_as_negative
-            };
-            if !sets_of.as_ref().is_some_and(|(of, _)| same_sampling(of)) {
+            if !sets_of.as_ref().is_some_and(|(of, _)| of.draws_sets_as(&pass)) {
                 sets_of = Some((pass, adaptation_sets(t, c.seed, &pass)));
             }
             let sets = &sets_of.as_ref().expect("just made").1;
